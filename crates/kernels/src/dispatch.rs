@@ -1,0 +1,177 @@
+//! The one table of quant formats, and the runtime choice of kernels.
+//!
+//! [`format`] gives, per [`DType`], the scalar `to_f32`/`from_f32`, the activation type its dot
+//! product takes (`vec_dot_type`, as ggml pairs them), and the dot kernels: the scalar
+//! reference and, where written, an AVX2 version. [`kernels`] decides once per process which
+//! to use: AVX2 when the CPU has avx2+fma+f16c, unless `EDGEINFER_KERNELS=scalar`.
+
+use std::sync::OnceLock;
+
+use edgeinfer_tensor::DType;
+
+use crate::formats as f;
+
+/// Dequantize whole blocks: `src` holds `dst.len() / block` blocks.
+pub type ToF32 = fn(&[u8], &mut [f32]);
+/// Quantize whole blocks: `dst` holds `src.len() / block` blocks.
+pub type FromF32 = fn(&[f32], &mut [u8]);
+/// Dot product of `n` elements: weight blocks × activation blocks of the paired type.
+pub type VecDot = fn(usize, &[u8], &[u8]) -> f32;
+
+/// Facts about one type's format and kernels.
+#[derive(Clone, Copy)]
+pub struct Format {
+    pub dtype: DType,
+    pub to_f32: ToF32,
+    pub from_f32: Option<FromF32>,
+    /// Activation type the dot product takes.
+    pub vec_dot_type: DType,
+    /// Scalar reference dot product (`None` for activation-only types).
+    pub vec_dot_generic: Option<VecDot>,
+    /// AVX2 dot product, where written.
+    pub vec_dot_avx2: Option<VecDot>,
+}
+
+macro_rules! formats {
+    ($( $t:ident: $to:path, $from:expr, $vdt:ident, $gen:expr, $avx:expr; )*) => {
+        static FORMATS: &[Format] = &[
+            $( Format {
+                dtype: DType::$t,
+                to_f32: $to,
+                from_f32: $from,
+                vec_dot_type: DType::$vdt,
+                vec_dot_generic: $gen,
+                vec_dot_avx2: $avx,
+            }, )*
+        ];
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+macro_rules! avx2 {
+    ($f:ident) => {
+        Some(crate::x86::$f as VecDot)
+    };
+}
+#[cfg(not(target_arch = "x86_64"))]
+macro_rules! avx2 {
+    ($f:ident) => {
+        None
+    };
+}
+
+formats! {
+    F32: f::f32_to_f32, Some(f::f32_from_f32), F32, Some(f::dot_f32_f32_generic), avx2!(dot_f32_f32_avx2);
+    F16: f::f16_to_f32, Some(f::f16_from_f32), F32, Some(f::dot_f16_f32_generic), avx2!(dot_f16_f32_avx2);
+    BF16: f::bf16_to_f32, Some(f::bf16_from_f32), F32, Some(f::dot_bf16_f32_generic), None;
+    Q4_0: f::q4_0_to_f32, Some(f::q4_0_from_f32), Q8_0, Some(f::dot_q4_0_q8_0_generic), avx2!(dot_q4_0_q8_0_avx2);
+    Q4_1: f::q4_1_to_f32, Some(f::q4_1_from_f32), Q8_1, Some(f::dot_q4_1_q8_1_generic), avx2!(dot_q4_1_q8_1_avx2);
+    Q5_0: f::q5_0_to_f32, Some(f::q5_0_from_f32), Q8_0, Some(f::dot_q5_0_q8_0_generic), avx2!(dot_q5_0_q8_0_avx2);
+    Q5_1: f::q5_1_to_f32, Some(f::q5_1_from_f32), Q8_1, Some(f::dot_q5_1_q8_1_generic), avx2!(dot_q5_1_q8_1_avx2);
+    Q8_0: f::q8_0_to_f32, Some(f::q8_0_from_f32), Q8_0, Some(f::dot_q8_0_q8_0_generic), avx2!(dot_q8_0_q8_0_avx2);
+    Q8_1: f::q8_1_to_f32, Some(f::q8_1_from_f32), Q8_1, None, None;
+    Q2_K: f::q2_k_to_f32, None, Q8_K, Some(f::dot_q2_k_q8_k_generic), None;
+    Q3_K: f::q3_k_to_f32, None, Q8_K, Some(f::dot_q3_k_q8_k_generic), None;
+    Q4_K: f::q4_k_to_f32, None, Q8_K, Some(f::dot_q4_k_q8_k_generic), avx2!(dot_q4_k_q8_k_avx2);
+    Q5_K: f::q5_k_to_f32, None, Q8_K, Some(f::dot_q5_k_q8_k_generic), None;
+    Q6_K: f::q6_k_to_f32, None, Q8_K, Some(f::dot_q6_k_q8_k_generic), avx2!(dot_q6_k_q8_k_avx2);
+    Q8_K: f::q8_k_to_f32, Some(f::q8_k_from_f32), Q8_K, None, None;
+}
+
+/// Every format the kernels know, in table order.
+pub fn formats() -> &'static [Format] {
+    FORMATS
+}
+
+/// The format row of `dtype`, or `None` if the kernels do not support it.
+pub fn format(dtype: DType) -> Option<&'static Format> {
+    FORMATS.iter().find(|f| f.dtype == dtype)
+}
+
+/// Which implementation tier is in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// Portable scalar code (which the compiler may autovectorize).
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+}
+
+/// The kernels chosen for this process.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
+    pub level: Level,
+    pub dot_f32: fn(&[f32], &[f32]) -> f32,
+    pub axpy: fn(f32, &[f32], &mut [f32]),
+}
+
+fn dot_f32_generic(x: &[f32], y: &[f32]) -> f32 {
+    // 8 independent partial sums so the loop autovectorizes without -ffast-math.
+    let mut acc = [0.0f32; 8];
+    let n8 = x.len().min(y.len()) / 8 * 8;
+    for (xc, yc) in x[..n8].chunks_exact(8).zip(y[..n8].chunks_exact(8)) {
+        for k in 0..8 {
+            acc[k] += xc[k] * yc[k];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (a, b) in x[n8..].iter().zip(&y[n8..]) {
+        s += a * b;
+    }
+    s
+}
+
+fn axpy_generic(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+/// The kernels for this process, decided on first call: `EDGEINFER_KERNELS=scalar` forces the
+/// scalar reference path; otherwise AVX2 where the CPU has it.
+pub fn kernels() -> &'static Kernels {
+    static K: OnceLock<Kernels> = OnceLock::new();
+    K.get_or_init(|| {
+        let forced_scalar = std::env::var("EDGEINFER_KERNELS")
+            .map(|v| v.eq_ignore_ascii_case("scalar"))
+            .unwrap_or(false);
+        if !forced_scalar {
+            #[cfg(target_arch = "x86_64")]
+            if crate::x86::detected() {
+                return Kernels {
+                    level: Level::Avx2,
+                    dot_f32: crate::x86::dot_f32,
+                    axpy: crate::x86::axpy,
+                };
+            }
+        }
+        Kernels {
+            level: Level::Scalar,
+            dot_f32: dot_f32_generic,
+            axpy: axpy_generic,
+        }
+    })
+}
+
+impl Format {
+    /// The dot product for the chosen level (falls back to scalar where no SIMD version
+    /// exists).
+    pub fn vec_dot(&self) -> Option<VecDot> {
+        match kernels().level {
+            Level::Avx2 => self.vec_dot_avx2.or(self.vec_dot_generic),
+            Level::Scalar => self.vec_dot_generic,
+        }
+    }
+}
+
+/// The SIMD level this CPU supports, ignoring `EDGEINFER_KERNELS` (for tests comparing both).
+pub fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::x86::detected()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}

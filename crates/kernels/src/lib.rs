@@ -1,0 +1,151 @@
+//! The compute core of edgeinfer: GGUF block formats, quantized dot products, matvec/matmul
+//! and the small ops a decoder or an LSTM needs. It knows nothing of models: everything takes
+//! plain slices or a [`Tensor`] view.
+//!
+//! | op | scalar (`*_generic`) | AVX2 (x86-64) | NEON (aarch64) |
+//! |---|---|---|---|
+//! | dequantize F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1 Q2_K..Q6_K Q8_K | yes | — (scalar) | — (scalar) |
+//! | quantize F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1 Q8_K | yes | — | — |
+//! | dot Q4_0·Q8_0, Q4_1·Q8_1, Q5_0·Q8_0, Q5_1·Q8_1, Q8_0·Q8_0 | yes | yes | scalar |
+//! | dot Q4_K·Q8_K, Q6_K·Q8_K | yes | yes | scalar |
+//! | dot Q2_K, Q3_K, Q5_K ·Q8_K; BF16·F32 | yes | scalar | scalar |
+//! | dot F16·F32, F32·F32, f32 dot/axpy | yes | yes | scalar (autovectorized) |
+//! | matvec / matmul (rayon over weight rows) | generic over the above | | |
+//! | rmsnorm, softmax, SiLU, GELU, RoPE (both conventions) | portable | | |
+//!
+//! The kernels are chosen once per process ([`kernels`]); `EDGEINFER_KERNELS=scalar` forces
+//! the reference path.
+//!
+//! ```
+//! use edgeinfer_kernels::{quantize_to_vec, dequantize_to_vec};
+//! use edgeinfer_tensor::DType;
+//! let x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.1).sin()).collect();
+//! let q = quantize_to_vec(DType::Q8_0, &x).unwrap();
+//! let y = dequantize_to_vec(DType::Q8_0, &q, 64).unwrap();
+//! assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 0.01));
+//! ```
+
+mod dispatch;
+mod formats;
+mod matmul;
+pub mod ops;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use dispatch::{
+    format, formats, kernels, simd_available, Format, FromF32, Kernels, Level, ToF32, VecDot,
+};
+pub use edgeinfer_tensor::{DType, Tensor};
+pub use matmul::{Activations, Matrix};
+
+/// Errors from the kernels' public API (bad shapes or types, never from the numbers).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KernelError {
+    #[error("{op} is not supported for {dtype}")]
+    Unsupported { dtype: DType, op: &'static str },
+    #[error("{op}: {n} elements is not a multiple of the {dtype} block size {block}")]
+    NotBlockMultiple {
+        op: &'static str,
+        dtype: DType,
+        n: usize,
+        block: usize,
+    },
+    #[error("{op}: expected {expected}, got {actual}")]
+    Shape {
+        op: &'static str,
+        expected: String,
+        actual: String,
+    },
+}
+
+fn require(dtype: DType, op: &'static str) -> Result<&'static Format, KernelError> {
+    format(dtype).ok_or(KernelError::Unsupported { dtype, op })
+}
+
+fn bytes_for(dtype: DType, n: usize, op: &'static str) -> Result<usize, KernelError> {
+    dtype.bytes_for(n).ok_or(KernelError::NotBlockMultiple {
+        op,
+        dtype,
+        n,
+        block: dtype.block_size(),
+    })
+}
+
+/// Dequantize `dst.len()` elements of `dtype` from `src`.
+pub fn dequantize(dtype: DType, src: &[u8], dst: &mut [f32]) -> Result<(), KernelError> {
+    let f = require(dtype, "dequantize")?;
+    let need = bytes_for(dtype, dst.len(), "dequantize")?;
+    if src.len() != need {
+        return Err(KernelError::Shape {
+            op: "dequantize",
+            expected: format!("{need} bytes for {} {dtype} elements", dst.len()),
+            actual: format!("{} bytes", src.len()),
+        });
+    }
+    (f.to_f32)(src, dst);
+    Ok(())
+}
+
+/// Dequantize `n` elements into a new vector.
+pub fn dequantize_to_vec(dtype: DType, src: &[u8], n: usize) -> Result<Vec<f32>, KernelError> {
+    let mut v = vec![0.0; n];
+    dequantize(dtype, src, &mut v)?;
+    Ok(v)
+}
+
+/// Quantize `src` into `dst` (exactly `src.len() / block` blocks).
+pub fn quantize(dtype: DType, src: &[f32], dst: &mut [u8]) -> Result<(), KernelError> {
+    let f = require(dtype, "quantize")?;
+    let from = f.from_f32.ok_or(KernelError::Unsupported {
+        dtype,
+        op: "quantize",
+    })?;
+    let need = bytes_for(dtype, src.len(), "quantize")?;
+    if dst.len() != need {
+        return Err(KernelError::Shape {
+            op: "quantize",
+            expected: format!("{need} bytes"),
+            actual: format!("{} bytes", dst.len()),
+        });
+    }
+    from(src, dst);
+    Ok(())
+}
+
+/// Quantize into a new vector.
+pub fn quantize_to_vec(dtype: DType, src: &[f32]) -> Result<Vec<u8>, KernelError> {
+    let mut v = vec![0u8; bytes_for(dtype, src.len(), "quantize")?];
+    quantize(dtype, src, &mut v)?;
+    Ok(v)
+}
+
+/// Dequantize row `row` of a 2-D (or higher) tensor into `out` (`out.len() == row_len`).
+pub fn dequantize_row(t: &Tensor<'_>, row: usize, out: &mut [f32]) -> Result<(), KernelError> {
+    let bytes = t.row(row).ok_or_else(|| KernelError::Shape {
+        op: "dequantize_row",
+        expected: format!("row < {}", t.n_rows()),
+        actual: format!("row {row}"),
+    })?;
+    dequantize(t.dtype(), bytes, out)
+}
+
+/// Dot product of `n` elements with the dispatched kernel: `w` in `wtype`, `a` in its
+/// activation type (`format(wtype).vec_dot_type`).
+pub fn vec_dot(wtype: DType, n: usize, w: &[u8], a: &[u8]) -> Result<f32, KernelError> {
+    let f = require(wtype, "vec_dot")?;
+    let dot = f.vec_dot().ok_or(KernelError::Unsupported {
+        dtype: wtype,
+        op: "vec_dot",
+    })?;
+    let wn = bytes_for(wtype, n, "vec_dot")?;
+    let an = bytes_for(f.vec_dot_type, n, "vec_dot")?;
+    if w.len() < wn || a.len() < an {
+        return Err(KernelError::Shape {
+            op: "vec_dot",
+            expected: format!("{wn} weight and {an} activation bytes"),
+            actual: format!("{} and {}", w.len(), a.len()),
+        });
+    }
+    Ok(dot(n, w, a))
+}

@@ -1,0 +1,251 @@
+//! Quantized matrix × vector (decode) and matrix × matrix (prefill).
+//!
+//! The activation is quantized once to the weight's activation type ([`Activations`]) and
+//! reused by every weight row (and by every matrix sharing the same input, such as Q/K/V).
+//! Weight rows are split across the rayon pool; in `matmul` each thread walks its rows in
+//! tiles of activation rows so a weight row, once loaded, is used for a whole tile.
+
+use rayon::prelude::*;
+
+use crate::{bytes_for, require, DType, KernelError, Tensor, VecDot};
+
+/// Activations quantized to one type: `rows` vectors of `cols` elements. Reuse one across
+/// calls to avoid allocating per step.
+#[derive(Clone, Debug, Default)]
+pub struct Activations {
+    dtype: Option<DType>,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    data: Vec<u8>,
+}
+
+impl Activations {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Quantize `x` (`rows × cols`, row-major) to `dtype`, reusing this buffer.
+    pub fn quantize(&mut self, dtype: DType, x: &[f32], cols: usize) -> Result<(), KernelError> {
+        let f = require(dtype, "quantize activations")?;
+        let from = f.from_f32.ok_or(KernelError::Unsupported {
+            dtype,
+            op: "quantize activations",
+        })?;
+        if cols == 0 || x.len() % cols != 0 {
+            return Err(KernelError::Shape {
+                op: "quantize activations",
+                expected: format!("a multiple of {cols} values"),
+                actual: x.len().to_string(),
+            });
+        }
+        let row_bytes = bytes_for(dtype, cols, "quantize activations")?;
+        let rows = x.len() / cols;
+        self.data.resize(rows * row_bytes, 0);
+        for (src, dst) in x
+            .chunks_exact(cols)
+            .zip(self.data.chunks_exact_mut(row_bytes))
+        {
+            from(src, dst);
+        }
+        self.dtype = Some(dtype);
+        self.rows = rows;
+        self.cols = cols;
+        self.row_bytes = row_bytes;
+        Ok(())
+    }
+
+    /// Number of vectors.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Elements per vector.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Type the vectors are quantized to.
+    pub fn dtype(&self) -> Option<DType> {
+        self.dtype
+    }
+    fn row(&self, i: usize) -> &[u8] {
+        &self.data[i * self.row_bytes..(i + 1) * self.row_bytes]
+    }
+}
+
+/// A 2-D weight matrix view: `rows` output features × `cols` inputs (GGML shape
+/// `[cols, rows]`), with the dot kernel for its type resolved.
+#[derive(Clone, Copy)]
+pub struct Matrix<'t> {
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    data: &'t [u8],
+    act_type: DType,
+    dot: VecDot,
+}
+
+impl std::fmt::Debug for Matrix<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Matrix({} {}x{})", self.dtype, self.rows, self.cols)
+    }
+}
+
+/// Rows per parallel task: enough tasks to balance two to a few threads, few enough that the
+/// per-task overhead stays small.
+fn chunk_rows(rows: usize, cols: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    if threads == 1 || rows * cols < 32 * 1024 {
+        return rows.max(1);
+    }
+    rows.div_ceil(threads * 4).max(16)
+}
+
+impl<'t> Matrix<'t> {
+    /// View a tensor of shape `[cols, rows]` as a matrix.
+    pub fn new(t: &'t Tensor<'_>) -> Result<Self, KernelError> {
+        let shape = t.shape();
+        if shape.len() != 2 && !(shape.len() > 2 && shape[2..].iter().all(|&d| d == 1)) {
+            return Err(KernelError::Shape {
+                op: "matrix",
+                expected: "a 2-D tensor".into(),
+                actual: format!("shape {shape:?}"),
+            });
+        }
+        let f = require(t.dtype(), "matmul")?;
+        let dot = f.vec_dot().ok_or(KernelError::Unsupported {
+            dtype: t.dtype(),
+            op: "matmul",
+        })?;
+        Ok(Matrix {
+            dtype: t.dtype(),
+            rows: t.n_rows(),
+            cols: t.row_len(),
+            row_bytes: t.row_bytes(),
+            data: t.data(),
+            act_type: f.vec_dot_type,
+            dot,
+        })
+    }
+
+    /// Output features.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Input features.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Weight type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    /// The activation type inputs must be quantized to.
+    pub fn act_type(&self) -> DType {
+        self.act_type
+    }
+    /// Bytes of weights (read once per matvec).
+    pub fn n_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    fn check_act(
+        &self,
+        act: &Activations,
+        out_len: usize,
+        op: &'static str,
+    ) -> Result<(), KernelError> {
+        if act.dtype != Some(self.act_type)
+            || act.cols != self.cols
+            || out_len != act.rows * self.rows
+        {
+            return Err(KernelError::Shape {
+                op,
+                expected: format!(
+                    "{} activations of {} and {} outputs per row",
+                    self.act_type, self.cols, self.rows
+                ),
+                actual: format!(
+                    "{:?} activations {}x{}, {} outputs",
+                    act.dtype, act.rows, act.cols, out_len
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// `out[r] = W[r] · x` for one quantized activation vector.
+    pub fn matvec(&self, act: &Activations, out: &mut [f32]) -> Result<(), KernelError> {
+        self.check_act(act, out.len(), "matvec")?;
+        if act.rows != 1 {
+            return self.matmul(act, out);
+        }
+        let x = act.row(0);
+        let (rb, n, dot) = (self.row_bytes, self.cols, self.dot);
+        let chunk = chunk_rows(self.rows, self.cols);
+        let work = |(ci, o): (usize, &mut [f32])| {
+            let base = ci * chunk;
+            for (j, y) in o.iter_mut().enumerate() {
+                let r = base + j;
+                *y = dot(n, &self.data[r * rb..(r + 1) * rb], x);
+            }
+        };
+        if chunk >= self.rows {
+            out.chunks_mut(chunk).enumerate().for_each(work);
+        } else {
+            out.par_chunks_mut(chunk).enumerate().for_each(work);
+        }
+        Ok(())
+    }
+
+    /// Quantize `x` into `scratch` and compute `out = W · x` (one or many vectors).
+    pub fn matvec_f32(
+        &self,
+        x: &[f32],
+        scratch: &mut Activations,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        scratch.quantize(self.act_type, x, self.cols)?;
+        self.matmul(scratch, out)
+    }
+
+    /// `out[t][r] = W[r] · x_t` for every activation row `t` (row-major `rows(act) × rows`).
+    pub fn matmul(&self, act: &Activations, out: &mut [f32]) -> Result<(), KernelError> {
+        self.check_act(act, out.len(), "matmul")?;
+        let t_n = act.rows;
+        if t_n == 1 {
+            return self.matvec(act, out);
+        }
+        // Transposed result: each task owns a contiguous range of weight rows.
+        const TILE: usize = 16;
+        let (rb, n, dot) = (self.row_bytes, self.cols, self.dot);
+        let chunk = chunk_rows(self.rows, self.cols * t_n);
+        let mut tr = vec![0.0f32; self.rows * t_n];
+        let work = |(ci, o): (usize, &mut [f32])| {
+            let base = ci * chunk;
+            let n_rows = o.len() / t_n;
+            for t0 in (0..t_n).step_by(TILE) {
+                let t1 = (t0 + TILE).min(t_n);
+                for j in 0..n_rows {
+                    let r = base + j;
+                    let w = &self.data[r * rb..(r + 1) * rb];
+                    for t in t0..t1 {
+                        o[j * t_n + t] = dot(n, w, act.row(t));
+                    }
+                }
+            }
+        };
+        if chunk >= self.rows {
+            tr.chunks_mut(chunk * t_n).enumerate().for_each(work);
+        } else {
+            tr.par_chunks_mut(chunk * t_n).enumerate().for_each(work);
+        }
+        for (r, col) in tr.chunks_exact(t_n).enumerate() {
+            for (t, v) in col.iter().enumerate() {
+                out[t * self.rows + r] = *v;
+            }
+        }
+        Ok(())
+    }
+}

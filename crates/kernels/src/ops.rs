@@ -1,0 +1,151 @@
+//! Element-wise and row ops on f32 slices.
+
+use crate::kernels;
+
+/// `out = x / sqrt(mean(x²) + eps) * w` (sum of squares accumulated in f64, as ggml).
+pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let ss: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    let scale = (1.0 / (ss / x.len() as f64 + f64::from(eps)).sqrt()) as f32;
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * scale * g;
+    }
+}
+
+/// In-place softmax (max-subtracted).
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// SiLU: `x · σ(x)`.
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// GELU, tanh approximation (as ggml's `ggml_gelu`).
+#[inline]
+pub fn gelu(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh())
+}
+
+/// `gate[i] = silu(gate[i]) * up[i]` (the SwiGLU feed-forward epilogue).
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = silu(*g) * u;
+    }
+}
+
+/// f32 dot product with the dispatched kernel.
+#[inline]
+pub fn dot(x: &[f32], y: &[f32]) -> f32 {
+    (kernels().dot_f32)(x, y)
+}
+
+/// `y += a·x` with the dispatched kernel.
+#[inline]
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    (kernels().axpy)(a, x, y)
+}
+
+/// How rotary embeddings pair the dimensions of a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Adjacent pairs `(2i, 2i+1)`: ggml's "normal" mode, used for `llama` GGUF files
+    /// (whose converter permuted Q/K to this layout).
+    Adjacent,
+    /// Half split `(i, i + n_rot/2)`: GPT-NeoX style, used by Qwen2, Gemma and others.
+    HalfSplit,
+}
+
+/// Per-pair inverse frequencies `base^(-2i/n_rot)`.
+pub fn rope_freqs(n_rot: usize, base: f32) -> Vec<f32> {
+    (0..n_rot / 2)
+        .map(|i| (f64::from(base)).powf(-2.0 * i as f64 / n_rot as f64) as f32)
+        .collect()
+}
+
+/// Rotate every head of `x` (`n_heads × head_dim`, row-major) for position `pos`; only the
+/// first `2 · freqs.len()` dimensions of each head are rotated.
+pub fn rope(x: &mut [f32], head_dim: usize, freqs: &[f32], pos: usize, style: RopeStyle) {
+    let n_rot = 2 * freqs.len();
+    let sin_cos: Vec<(f32, f32)> = freqs.iter().map(|&f| (pos as f32 * f).sin_cos()).collect();
+    for head in x.chunks_exact_mut(head_dim) {
+        for (i, &(s, c)) in sin_cos.iter().enumerate() {
+            let (a, b) = match style {
+                RopeStyle::Adjacent => (2 * i, 2 * i + 1),
+                RopeStyle::HalfSplit => (i, i + n_rot / 2),
+            };
+            let (x0, x1) = (head[a], head[b]);
+            head[a] = x0 * c - x1 * s;
+            head[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rmsnorm_unit_rms() {
+        let x = [3.0f32, -4.0, 0.0, 0.0];
+        let mut o = [0.0; 4];
+        rmsnorm(&x, &[1.0, 2.0, 1.0, 1.0], 0.0, &mut o);
+        // rms = sqrt(25/4) = 2.5
+        assert!((o[0] - 1.2).abs() < 1e-6 && (o[1] + 3.2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_is_stable() {
+        let mut x = [1000.0f32, 1000.0, -1000.0];
+        softmax(&mut x);
+        assert!((x[0] - 0.5).abs() < 1e-6 && x[2] == 0.0);
+    }
+
+    #[test]
+    fn activations_known_values() {
+        assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6);
+        assert_eq!(silu(0.0), 0.0);
+        assert!((gelu(1.0) - 0.841_192).abs() < 1e-5);
+    }
+
+    #[test]
+    fn rope_rotates_pairs_by_position() {
+        let freqs = rope_freqs(4, 10000.0);
+        assert_eq!(freqs, vec![1.0, 0.01]);
+        let mut a = vec![1.0f32, 0.0, 1.0, 0.0];
+        rope(&mut a, 4, &freqs, 1, RopeStyle::Adjacent);
+        assert!((a[0] - 1f32.cos()).abs() < 1e-6 && (a[1] - 1f32.sin()).abs() < 1e-6);
+        assert!((a[2] - 0.01f32.cos()).abs() < 1e-6);
+        let mut b = vec![1.0f32, 1.0, 0.0, 0.0];
+        rope(&mut b, 4, &freqs, 1, RopeStyle::HalfSplit);
+        assert!((b[0] - 1f32.cos()).abs() < 1e-6 && (b[2] - 1f32.sin()).abs() < 1e-6);
+        assert!((b[3] - 0.01f32.sin()).abs() < 1e-6);
+        // norms are preserved
+        let mut c: Vec<f32> = (0..8).map(|i| i as f32).collect();
+        let n0: f32 = c.iter().map(|v| v * v).sum();
+        rope(&mut c, 8, &rope_freqs(8, 100.0), 17, RopeStyle::Adjacent);
+        let n1: f32 = c.iter().map(|v| v * v).sum();
+        assert!((n0 - n1).abs() < 1e-3);
+    }
+
+    #[test]
+    fn dot_and_axpy() {
+        let x: Vec<f32> = (0..37).map(|i| i as f32).collect();
+        let y = vec![2.0f32; 37];
+        assert_eq!(dot(&x, &y), (0..37).sum::<i32>() as f32 * 2.0);
+        let mut z = vec![1.0f32; 37];
+        axpy(0.5, &x, &mut z);
+        assert_eq!(z[36], 19.0);
+    }
+}

@@ -1,0 +1,420 @@
+//! AVX2 + FMA + F16C dot products. Each public function here is a safe wrapper installed in the
+//! dispatch table only after `is_x86_feature_detected!` confirmed avx2, fma and f16c (see
+//! `dispatch.rs`); callers never reach them otherwise. The scalar twins live in `formats.rs`
+//! under the same name with `_generic`, and tests check that both agree.
+//!
+//! Slices are indexed through raw pointers inside the `unsafe` target-feature functions; every
+//! wrapper first checks that `w` and `a` hold the `n / block` blocks the loops read.
+
+#![allow(clippy::missing_safety_doc)]
+
+use std::arch::x86_64::*;
+
+use crate::formats::{QK, QK_K};
+
+/// Whether this CPU has everything the kernels in this module use.
+pub(crate) fn detected() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+}
+
+#[inline(always)]
+unsafe fn f16_load(p: *const u8) -> f32 {
+    // SAFETY: caller guarantees 2 readable bytes at p and F16C enabled.
+    unsafe {
+        let h = (p as *const u16).read_unaligned();
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
+    }
+}
+
+#[inline(always)]
+unsafe fn hsum_ps(v: __m256) -> f32 {
+    // SAFETY: pure register arithmetic under the caller's target features.
+    unsafe {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+}
+
+/// 32 bytes of nibbles from 16 packed bytes: low nibbles first, then high.
+#[inline(always)]
+unsafe fn nibbles32(p: *const u8) -> __m256i {
+    // SAFETY: caller guarantees 16 readable bytes at p.
+    unsafe {
+        let t = _mm_loadu_si128(p as *const __m128i);
+        let both = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+        _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+    }
+}
+
+/// 32 bytes, each 0xFF where the matching bit of `bits` is set.
+#[inline(always)]
+unsafe fn bits32(bits: u32) -> __m256i {
+    // SAFETY: pure register arithmetic.
+    unsafe {
+        let shuf = _mm256_setr_epi64x(
+            0x0000_0000_0000_0000,
+            0x0101_0101_0101_0101,
+            0x0202_0202_0202_0202,
+            0x0303_0303_0303_0303,
+        );
+        let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), shuf);
+        let mask = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
+        _mm256_cmpeq_epi8(_mm256_or_si256(bytes, mask), _mm256_set1_epi64x(-1))
+    }
+}
+
+/// Σ x·y over 32 signed bytes each, as 8 f32 lanes.
+#[inline(always)]
+unsafe fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256 {
+    // SAFETY: pure register arithmetic.
+    unsafe {
+        let ax = _mm256_sign_epi8(x, x);
+        let sy = _mm256_sign_epi8(y, x);
+        let dot = _mm256_maddubs_epi16(ax, sy);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)))
+    }
+}
+
+/// Σ x·y over 32 unsigned (x) and signed (y) bytes, as 8 f32 lanes.
+#[inline(always)]
+unsafe fn mul_sum_u8_i8(x: __m256i, y: __m256i) -> __m256 {
+    // SAFETY: pure register arithmetic.
+    unsafe {
+        let dot = _mm256_maddubs_epi16(x, y);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)))
+    }
+}
+
+fn check(n: usize, w: &[u8], wsize: usize, a: &[u8], asize: usize, block: usize) -> usize {
+    let nb = n / block;
+    assert!(
+        w.len() >= nb * wsize && a.len() >= nb * asize,
+        "dot product operands shorter than {n} elements"
+    );
+    nb
+}
+
+macro_rules! safe_wrapper {
+    ($name:ident, $inner:ident, $wsize:expr, $asize:expr, $block:expr) => {
+        pub(crate) fn $name(n: usize, w: &[u8], a: &[u8]) -> f32 {
+            let nb = check(n, w, $wsize, a, $asize, $block);
+            // SAFETY: installed in the dispatch table only when `detected()` is true, and the
+            // operands hold `nb` whole blocks (checked just above).
+            unsafe { $inner(nb, w.as_ptr(), a.as_ptr()) }
+        }
+    };
+}
+
+safe_wrapper!(dot_q4_0_q8_0_avx2, q4_0_q8_0, 18, 34, QK);
+safe_wrapper!(dot_q4_1_q8_1_avx2, q4_1_q8_1, 20, 36, QK);
+safe_wrapper!(dot_q5_0_q8_0_avx2, q5_0_q8_0, 22, 34, QK);
+safe_wrapper!(dot_q5_1_q8_1_avx2, q5_1_q8_1, 24, 36, QK);
+safe_wrapper!(dot_q8_0_q8_0_avx2, q8_0_q8_0, 34, 34, QK);
+safe_wrapper!(dot_q4_k_q8_k_avx2, q4_k_q8_k, 144, 292, QK_K);
+safe_wrapper!(dot_q6_k_q8_k_avx2, q6_k_q8_k, 210, 292, QK_K);
+safe_wrapper!(dot_f16_f32_avx2, f16_f32, 2, 4, 1);
+safe_wrapper!(dot_f32_f32_avx2, f32_f32, 4, 4, 1);
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_0_q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
+    // SAFETY: x holds nb blocks of 18 bytes and y nb blocks of 34 (checked by the wrapper).
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let xb = x.add(i * 18);
+            let yb = y.add(i * 34);
+            let d = _mm256_set1_ps(f16_load(xb) * f16_load(yb));
+            let qx = _mm256_sub_epi8(nibbles32(xb.add(2)), _mm256_set1_epi8(8));
+            let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
+            acc = _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_1_q8_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
+    // SAFETY: x holds nb blocks of 20 bytes and y nb blocks of 36 (checked by the wrapper).
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let mut summs = 0.0f32;
+        for i in 0..nb {
+            let xb = x.add(i * 20);
+            let yb = y.add(i * 36);
+            let dy = f16_load(yb);
+            summs += f16_load(xb.add(2)) * f16_load(yb.add(2));
+            let d = _mm256_set1_ps(f16_load(xb) * dy);
+            let qx = nibbles32(xb.add(4));
+            let qy = _mm256_loadu_si256(yb.add(4) as *const __m256i);
+            acc = _mm256_fmadd_ps(d, mul_sum_u8_i8(qx, qy), acc);
+        }
+        hsum_ps(acc) + summs
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_0_q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
+    // SAFETY: x holds nb blocks of 22 bytes and y nb blocks of 34 (checked by the wrapper).
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let xb = x.add(i * 22);
+            let yb = y.add(i * 34);
+            let d = _mm256_set1_ps(f16_load(xb) * f16_load(yb));
+            let qh = (xb.add(2) as *const u32).read_unaligned();
+            let hi = _mm256_andnot_si256(bits32(qh), _mm256_set1_epi8(0xF0u8 as i8));
+            let qx = _mm256_or_si256(nibbles32(xb.add(6)), hi);
+            let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
+            acc = _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_1_q8_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
+    // SAFETY: x holds nb blocks of 24 bytes and y nb blocks of 36 (checked by the wrapper).
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let mut summs = 0.0f32;
+        for i in 0..nb {
+            let xb = x.add(i * 24);
+            let yb = y.add(i * 36);
+            summs += f16_load(xb.add(2)) * f16_load(yb.add(2));
+            let d = _mm256_set1_ps(f16_load(xb) * f16_load(yb));
+            let qh = (xb.add(4) as *const u32).read_unaligned();
+            let hi = _mm256_and_si256(bits32(qh), _mm256_set1_epi8(0x10));
+            let qx = _mm256_or_si256(nibbles32(xb.add(8)), hi);
+            let qy = _mm256_loadu_si256(yb.add(4) as *const __m256i);
+            acc = _mm256_fmadd_ps(d, mul_sum_u8_i8(qx, qy), acc);
+        }
+        hsum_ps(acc) + summs
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0_q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
+    // SAFETY: x and y hold nb blocks of 34 bytes (checked by the wrapper).
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let xb = x.add(i * 34);
+            let yb = y.add(i * 34);
+            let d = _mm256_set1_ps(f16_load(xb) * f16_load(yb));
+            let qx = _mm256_loadu_si256(xb.add(2) as *const __m256i);
+            let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
+            acc = _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k_q8_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
+    // SAFETY: x holds nb blocks of 144 bytes and y nb blocks of 292 (checked by the wrapper).
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_m = 0.0f32;
+        let m4 = _mm256_set1_epi8(0x0F);
+        for i in 0..nb {
+            let xb = x.add(i * 144);
+            let yb = y.add(i * 292);
+            let dy = (yb as *const f32).read_unaligned();
+            let d = dy * f16_load(xb);
+            let dmin = dy * f16_load(xb.add(2));
+            let sc = std::slice::from_raw_parts(xb.add(4), 12);
+            let q8 = yb.add(4);
+            let bs = yb.add(260) as *const i16;
+            let mut sumi = _mm256_setzero_si256();
+            let mut summ = 0i32;
+            for j in 0..4 {
+                let (s1, m1) = crate::formats::scale_min_k4(2 * j, sc);
+                let (s2, m2) = crate::formats::scale_min_k4(2 * j + 1, sc);
+                summ += i32::from(m1)
+                    * (i32::from(bs.add(4 * j).read_unaligned())
+                        + i32::from(bs.add(4 * j + 1).read_unaligned()));
+                summ += i32::from(m2)
+                    * (i32::from(bs.add(4 * j + 2).read_unaligned())
+                        + i32::from(bs.add(4 * j + 3).read_unaligned()));
+                let q4 = _mm256_loadu_si256(xb.add(16 + 32 * j) as *const __m256i);
+                let lo = _mm256_and_si256(q4, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                let y1 = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
+                let y2 = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
+                let p1 = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(lo, y1),
+                    _mm256_set1_epi16(i16::from(s1)),
+                );
+                let p2 = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(hi, y2),
+                    _mm256_set1_epi16(i16::from(s2)),
+                );
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            acc_m += dmin * summ as f32;
+        }
+        hsum_ps(acc) - acc_m
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6_k_q8_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
+    // SAFETY: x holds nb blocks of 210 bytes and y nb blocks of 292 (checked by the wrapper).
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m2 = _mm256_set1_epi8(0x03);
+        let m32 = _mm256_set1_epi8(32);
+        for i in 0..nb {
+            let xb = x.add(i * 210);
+            let yb = y.add(i * 292);
+            let d = (yb as *const f32).read_unaligned() * f16_load(xb.add(208));
+            let mut sumi = _mm256_setzero_si256();
+            for n in 0..2 {
+                let ql = xb.add(64 * n);
+                let qh = _mm256_loadu_si256(xb.add(128 + 32 * n) as *const __m256i);
+                let sc = xb.add(192 + 8 * n) as *const i8;
+                let q8 = yb.add(4 + 128 * n);
+                let ql0 = _mm256_loadu_si256(ql as *const __m256i);
+                let ql1 = _mm256_loadu_si256(ql.add(32) as *const __m256i);
+                // the four 32-element groups: (low nibble of ql0, qh bits 0-1), (low of ql1,
+                // bits 2-3), (high of ql0, bits 4-5), (high of ql1, bits 6-7)
+                let groups = [
+                    _mm256_or_si256(
+                        _mm256_and_si256(ql0, m4),
+                        _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(ql1, m4),
+                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4),
+                    ),
+                ];
+                for (g, q) in groups.iter().enumerate() {
+                    let y8 = _mm256_loadu_si256(q8.add(32 * g) as *const __m256i);
+                    // (q - 32)·y = q·y - 32·y, both via maddubs with unsigned q and 32.
+                    let p = _mm256_sub_epi16(
+                        _mm256_maddubs_epi16(*q, y8),
+                        _mm256_maddubs_epi16(m32, y8),
+                    );
+                    // the 16 lanes of p: first 8 belong to scale 2g, last 8 to scale 2g+1
+                    let s0 = i16::from(*sc.add(2 * g));
+                    let s1 = i16::from(*sc.add(2 * g + 1));
+                    let scales = _mm256_setr_epi16(
+                        s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1,
+                    );
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scales));
+                }
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_f32(n: usize, x: *const u8, y: *const u8) -> f32 {
+    // SAFETY: x holds n f16 values and y n f32 values (checked by the wrapper).
+    unsafe {
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 16 <= n {
+            let a0 = _mm256_cvtph_ps(_mm_loadu_si128(x.add(2 * i) as *const __m128i));
+            let a1 = _mm256_cvtph_ps(_mm_loadu_si128(x.add(2 * i + 16) as *const __m128i));
+            acc0 = _mm256_fmadd_ps(a0, _mm256_loadu_ps(y.add(4 * i) as *const f32), acc0);
+            acc1 = _mm256_fmadd_ps(a1, _mm256_loadu_ps(y.add(4 * i + 32) as *const f32), acc1);
+            i += 16;
+        }
+        let mut s = hsum_ps(_mm256_add_ps(acc0, acc1));
+        while i < n {
+            s += f16_load(x.add(2 * i)) * (y.add(4 * i) as *const f32).read_unaligned();
+            i += 1;
+        }
+        s
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn f32_f32(n: usize, x: *const u8, y: *const u8) -> f32 {
+    // SAFETY: x and y hold n f32 values each (checked by the wrapper).
+    unsafe { dot_f32_ptr(n, x as *const f32, y as *const f32) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_f32_ptr(n: usize, x: *const f32, y: *const f32) -> f32 {
+    // SAFETY: x and y point to n f32 values each (guaranteed by every caller).
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (k, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(x.add(i + 8 * k)),
+                    _mm256_loadu_ps(y.add(i + 8 * k)),
+                    *a,
+                );
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(i)), _mm256_loadu_ps(y.add(i)), acc[0]);
+            i += 8;
+        }
+        let mut s = hsum_ps(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ));
+        while i < n {
+            s += *x.add(i) * *y.add(i);
+            i += 1;
+        }
+        s
+    }
+}
+
+/// f32 dot of two equal-length slices.
+pub(crate) fn dot_f32(x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len());
+    // SAFETY: only installed when `detected()`; both pointers cover n values.
+    unsafe { dot_f32_ptr(n, x.as_ptr(), y.as_ptr()) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn axpy_ptr(n: usize, a: f32, x: *const f32, y: *mut f32) {
+    // SAFETY: x and y point to n f32 values each, y writable (guaranteed by the caller).
+    unsafe {
+        let va = _mm256_set1_ps(a);
+        let mut i = 0;
+        while i + 8 <= n {
+            let r = _mm256_fmadd_ps(va, _mm256_loadu_ps(x.add(i)), _mm256_loadu_ps(y.add(i)));
+            _mm256_storeu_ps(y.add(i), r);
+            i += 8;
+        }
+        while i < n {
+            *y.add(i) += a * *x.add(i);
+            i += 1;
+        }
+    }
+}
+
+/// y += a·x.
+pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    // SAFETY: only installed when `detected()`; both pointers cover n values.
+    unsafe { axpy_ptr(n, a, x.as_ptr(), y.as_mut_ptr()) }
+}

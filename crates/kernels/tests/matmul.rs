@@ -1,0 +1,135 @@
+//! matvec / matmul against a naive f64 reference on dequantized weights and on the activation
+//! as the kernel sees it (quantized, then dequantized: tract's "simulate precision loss").
+
+use edgeinfer_kernels::{
+    dequantize_to_vec, format, formats, quantize_to_vec, Activations, DType, Matrix, Tensor,
+};
+
+fn data(n: usize, seed: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| (i as f32 * 0.731 + seed).sin() * 1.7 + (i as f32 * 0.05).cos() * 0.3)
+        .collect()
+}
+
+/// Weights of `dtype` (rows × cols) built by quantizing floats, or random well-formed blocks.
+fn weights(dtype: DType, rows: usize, cols: usize) -> Vec<u8> {
+    let f = format(dtype).unwrap();
+    match f.from_f32 {
+        Some(_) => quantize_to_vec(dtype, &data(rows * cols, 0.3)).unwrap(),
+        None => {
+            // K-quants without a quantizer: take Q8_K-independent random blocks via dequantizable
+            // bytes with modest scales, generated deterministically.
+            let size = dtype.type_size();
+            let nb = rows * cols / dtype.block_size();
+            let mut out: Vec<u8> = (0..nb * size)
+                .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+                .collect();
+            let cols16: &[usize] = match dtype {
+                DType::Q2_K => &[80, 82],
+                DType::Q3_K => &[108],
+                DType::Q4_K | DType::Q5_K => &[0, 2],
+                DType::Q6_K => &[208],
+                _ => &[],
+            };
+            for b in 0..nb {
+                for &c in cols16 {
+                    let v = half::f16::from_f32(0.01 + (b % 7) as f32 * 0.003);
+                    out[b * size + c..b * size + c + 2].copy_from_slice(&v.to_bits().to_le_bytes());
+                }
+            }
+            out
+        }
+    }
+}
+
+fn check(dtype: DType, rows: usize, cols: usize, tokens: usize) {
+    let f = format(dtype).unwrap();
+    let wb = weights(dtype, rows, cols);
+    let t = Tensor::borrowed(dtype, &[cols, rows], &wb).unwrap();
+    let m = Matrix::new(&t).unwrap();
+    let x = data(tokens * cols, 1.1);
+    let mut act = Activations::new();
+    act.quantize(m.act_type(), &x, cols).unwrap();
+    let mut out = vec![0.0f32; tokens * rows];
+    m.matmul(&act, &mut out).unwrap();
+
+    let wf = dequantize_to_vec(dtype, &wb, rows * cols).unwrap();
+    let xq = quantize_to_vec(f.vec_dot_type, &x).unwrap();
+    let xf = dequantize_to_vec(f.vec_dot_type, &xq, tokens * cols).unwrap();
+    for tk in 0..tokens {
+        for r in 0..rows {
+            let (mut s, mut mag) = (0.0f64, 0.0f64);
+            for c in 0..cols {
+                let p = f64::from(wf[r * cols + c]) * f64::from(xf[tk * cols + c]);
+                s += p;
+                mag += p.abs();
+            }
+            let got = f64::from(out[tk * rows + r]);
+            // Q4_1/Q5_1 use Q8_1's f16 `s = d·Σq`; everything else differs by f32 rounding only.
+            let tol = 2e-3 * mag + 1e-4;
+            assert!(
+                (got - s).abs() <= tol,
+                "{dtype} {rows}x{cols} t={tk} r={r}: {got} vs {s}"
+            );
+        }
+    }
+}
+
+fn all_shapes() {
+    for f in formats().iter().filter(|f| f.vec_dot_generic.is_some()) {
+        let b = f.dtype.block_size().max(32);
+        for &(rows, cols, tokens) in &[
+            (1, b, 1),
+            (7, 3 * b, 1),
+            (33, 2 * b, 5),
+            (130, b, 17),
+            (64, 4 * b, 1),
+        ] {
+            check(f.dtype, rows, cols, tokens);
+        }
+    }
+}
+
+#[test]
+fn matmul_matches_naive_reference_one_thread() {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(all_shapes);
+}
+
+#[test]
+fn matmul_matches_naive_reference_three_threads() {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap()
+        .install(all_shapes);
+}
+
+#[test]
+fn shape_errors_are_reported() {
+    let wb = vec![0u8; 20 * 4];
+    let t = Tensor::borrowed(DType::Q4_1, &[64, 2], &wb).unwrap();
+    let m = Matrix::new(&t).unwrap();
+    let mut act = Activations::new();
+    act.quantize(DType::Q8_0, &[0.0; 64], 64).unwrap();
+    let mut out = [0.0f32; 2];
+    assert!(
+        m.matvec(&act, &mut out).is_err(),
+        "wrong activation type must be rejected"
+    );
+    act.quantize(DType::Q8_1, &[0.0; 64], 64).unwrap();
+    assert!(
+        m.matvec(&act, &mut [0.0f32; 3]).is_err(),
+        "wrong output length must be rejected"
+    );
+    m.matvec(&act, &mut out).unwrap();
+    assert!(
+        act.quantize(DType::Q8_1, &[0.0; 48], 48).is_err(),
+        "48 is not a block multiple"
+    );
+    let t3 = Tensor::borrowed(DType::Q4_1, &[32, 2, 2], &wb).unwrap();
+    assert!(Matrix::new(&t3).is_err());
+}
