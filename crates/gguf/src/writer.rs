@@ -176,7 +176,7 @@ impl<'a> GgufWriter<'a> {
         let tmp = path.with_extension("gguf.part");
         let io = |e: std::io::Error| GgufError::Io {
             path: path.to_path_buf(),
-            source: e,
+            error: e,
         };
         let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
         self.write(&mut f)?;

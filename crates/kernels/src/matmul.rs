@@ -113,20 +113,89 @@ impl<'t> Matrix<'t> {
                 actual: format!("shape {shape:?}"),
             });
         }
-        let f = require(t.dtype(), "matmul")?;
+        Self::from_parts(t.dtype(), t.n_rows(), t.row_len(), t.data())
+    }
+
+    /// A matrix of `rows × cols` elements of `dtype` stored row after row in `data`.
+    pub fn from_parts(
+        dtype: DType,
+        rows: usize,
+        cols: usize,
+        data: &'t [u8],
+    ) -> Result<Self, KernelError> {
+        let f = require(dtype, "matmul")?;
         let dot = f.vec_dot().ok_or(KernelError::Unsupported {
-            dtype: t.dtype(),
+            dtype,
             op: "matmul",
         })?;
+        let row_bytes = bytes_for(dtype, cols, "matmul")?;
+        if Some(data.len()) != row_bytes.checked_mul(rows) {
+            return Err(KernelError::Shape {
+                op: "matrix",
+                expected: format!("{rows} rows of {row_bytes} bytes"),
+                actual: format!("{} bytes", data.len()),
+            });
+        }
         Ok(Matrix {
-            dtype: t.dtype(),
-            rows: t.n_rows(),
-            cols: t.row_len(),
-            row_bytes: t.row_bytes(),
-            data: t.data(),
+            dtype,
+            rows,
+            cols,
+            row_bytes,
+            data,
             act_type: f.vec_dot_type,
             dot,
         })
+    }
+
+    /// Dequantize row `r` into `out` (`cols` values).
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) -> Result<(), KernelError> {
+        let bytes = self
+            .data
+            .get(r * self.row_bytes..(r + 1) * self.row_bytes)
+            .ok_or_else(|| KernelError::Shape {
+                op: "dequantize_row",
+                expected: format!("row < {}", self.rows),
+                actual: r.to_string(),
+            })?;
+        crate::dequantize(self.dtype, bytes, out)
+    }
+
+    /// `out[t][r] = W[r] · x_t` in f32 on dequantized weights, activations unquantized: the
+    /// slow exact path, for checking a model against an f32 reference.
+    pub fn matmul_f32_exact(&self, x: &[f32], out: &mut [f32]) -> Result<(), KernelError> {
+        let t_n = x.len() / self.cols.max(1);
+        if x.len() != t_n * self.cols || out.len() != t_n * self.rows {
+            return Err(KernelError::Shape {
+                op: "matmul_f32_exact",
+                expected: format!("k×{} inputs and k×{} outputs", self.cols, self.rows),
+                actual: format!("{} inputs, {} outputs", x.len(), out.len()),
+            });
+        }
+        let to_f32 = require(self.dtype, "dequantize")?.to_f32;
+        let chunk = chunk_rows(self.rows, self.cols * t_n);
+        let mut tr = vec![0.0f32; self.rows * t_n];
+        tr.par_chunks_mut(chunk * t_n)
+            .enumerate()
+            .for_each(|(ci, o)| {
+                let mut w = vec![0.0f32; self.cols];
+                for j in 0..o.len() / t_n {
+                    let r = ci * chunk + j;
+                    to_f32(
+                        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes],
+                        &mut w,
+                    );
+                    for t in 0..t_n {
+                        o[j * t_n + t] =
+                            crate::ops::dot(&w, &x[t * self.cols..(t + 1) * self.cols]);
+                    }
+                }
+            });
+        for (r, col) in tr.chunks_exact(t_n.max(1)).enumerate() {
+            for (t, v) in col.iter().enumerate() {
+                out[t * self.rows + r] = *v;
+            }
+        }
+        Ok(())
     }
 
     /// Output features.

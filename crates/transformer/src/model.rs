@@ -1,0 +1,231 @@
+//! Weights: records of where each tensor lies in the mapped file, resolved to kernel views on
+//! use. Nothing is copied at load except the small 1-D f32 vectors (norm weights, biases).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use edgeinfer_gguf::{GgufFile, TensorInfo};
+use edgeinfer_kernels::{format, DType, Matrix};
+
+use crate::{Config, Tokenizer, TransformerError};
+
+/// Where a weight matrix lies in the file: `rows` output features × `cols` inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightRef {
+    pub dtype: DType,
+    pub rows: usize,
+    pub cols: usize,
+    offset: usize,
+    n_bytes: usize,
+}
+
+/// One transformer block. Shapes in (rows × cols) = (out × in).
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// [d_model] RMSNorm weight before attention.
+    pub attn_norm: Vec<f32>,
+    /// [q_dim × d_model]
+    pub wq: WeightRef,
+    /// [kv_dim × d_model]
+    pub wk: WeightRef,
+    /// [kv_dim × d_model]
+    pub wv: WeightRef,
+    /// Optional Q/K/V biases (Qwen2): [q_dim], [kv_dim], [kv_dim].
+    pub bq: Option<Vec<f32>>,
+    pub bk: Option<Vec<f32>>,
+    pub bv: Option<Vec<f32>>,
+    /// [d_model × q_dim]
+    pub wo: WeightRef,
+    /// [d_model] RMSNorm weight before the feed-forward.
+    pub ffn_norm: Vec<f32>,
+    /// [d_ff × d_model]
+    pub w_gate: WeightRef,
+    /// [d_ff × d_model]
+    pub w_up: WeightRef,
+    /// [d_model × d_ff]
+    pub w_down: WeightRef,
+}
+
+/// A loaded decoder: config, tokenizer, and weight records over a shared mapped file.
+/// `Send + Sync`: load once, run many [`crate::Session`]s on it from any threads.
+pub struct Model {
+    file: Arc<GgufFile>,
+    pub config: Config,
+    pub tokenizer: Tokenizer,
+    /// `tokenizer.chat_template`, if the file has one.
+    pub chat_template: Option<String>,
+    /// [vocab × d_model] token embedding.
+    pub token_embd: WeightRef,
+    /// [vocab × d_model] output projection (the embedding when tied).
+    pub output: WeightRef,
+    /// [d_model] final RMSNorm weight.
+    pub output_norm: Vec<f32>,
+    pub layers: Vec<Layer>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+struct Loader<'f> {
+    file: &'f GgufFile,
+}
+
+impl Loader<'_> {
+    fn info(&self, name: &str) -> Result<&TensorInfo, TransformerError> {
+        self.file
+            .tensor_info(name)
+            .map_err(|_| TransformerError::MissingTensor {
+                name: name.to_string(),
+            })
+    }
+
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<WeightRef, TransformerError> {
+        let info = self.info(name)?;
+        if info.shape != [cols, rows] {
+            return Err(TransformerError::TensorShape {
+                name: name.to_string(),
+                expected: vec![cols, rows],
+                actual: info.shape.clone(),
+            });
+        }
+        let supported = format(info.dtype).is_some_and(|f| f.vec_dot().is_some());
+        if !supported {
+            return Err(TransformerError::UnsupportedTensorType {
+                name: name.to_string(),
+                dtype: info.dtype,
+            });
+        }
+        Ok(WeightRef {
+            dtype: info.dtype,
+            rows,
+            cols,
+            offset: info.absolute_offset,
+            n_bytes: info.n_bytes,
+        })
+    }
+
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, TransformerError> {
+        let info = self.info(name)?;
+        if info.shape.iter().product::<usize>() != len || info.shape[0] != len {
+            return Err(TransformerError::TensorShape {
+                name: name.to_string(),
+                expected: vec![len],
+                actual: info.shape.clone(),
+            });
+        }
+        let t = self.file.view(info)?;
+        edgeinfer_kernels::dequantize_to_vec(info.dtype, t.data(), len).map_err(|_| {
+            TransformerError::UnsupportedTensorType {
+                name: name.to_string(),
+                dtype: info.dtype,
+            }
+        })
+    }
+
+    fn optional_vector(
+        &self,
+        name: &str,
+        len: usize,
+    ) -> Result<Option<Vec<f32>>, TransformerError> {
+        if self.file.tensor_info(name).is_err() {
+            return Ok(None);
+        }
+        self.vector(name, len).map(Some)
+    }
+}
+
+impl Model {
+    /// Memory-map `path` and load the model.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model, TransformerError> {
+        Model::from_file(Arc::new(GgufFile::open(path)?))
+    }
+
+    /// Load from an opened GGUF file (shared; the model keeps it alive).
+    pub fn from_file(file: Arc<GgufFile>) -> Result<Model, TransformerError> {
+        let md = file.metadata();
+        let config = Config::from_metadata(md)?;
+        let tokenizer = Tokenizer::from_metadata(md)?;
+        if tokenizer.vocab_size() != config.vocab_size {
+            return Err(TransformerError::BadConfig {
+                what: format!(
+                    "{} tokens in tokenizer.ggml.tokens but vocab size {}",
+                    tokenizer.vocab_size(),
+                    config.vocab_size
+                ),
+            });
+        }
+        let chat_template = md
+            .get_str("tokenizer.chat_template")
+            .ok()
+            .map(str::to_string);
+        let l = Loader { file: &file };
+        let c = &config;
+        let token_embd = l.matrix("token_embd.weight", c.vocab_size, c.d_model)?;
+        let output = match file.tensor_info("output.weight") {
+            Ok(_) => l.matrix("output.weight", c.vocab_size, c.d_model)?,
+            Err(_) => token_embd,
+        };
+        let output_norm = l.vector("output_norm.weight", c.d_model)?;
+        let mut layers = Vec::with_capacity(c.n_layers);
+        for i in 0..c.n_layers {
+            let n = |s: &str| format!("blk.{i}.{s}");
+            layers.push(Layer {
+                attn_norm: l.vector(&n("attn_norm.weight"), c.d_model)?,
+                wq: l.matrix(&n("attn_q.weight"), c.q_dim(), c.d_model)?,
+                wk: l.matrix(&n("attn_k.weight"), c.kv_dim(), c.d_model)?,
+                wv: l.matrix(&n("attn_v.weight"), c.kv_dim(), c.d_model)?,
+                bq: l.optional_vector(&n("attn_q.bias"), c.q_dim())?,
+                bk: l.optional_vector(&n("attn_k.bias"), c.kv_dim())?,
+                bv: l.optional_vector(&n("attn_v.bias"), c.kv_dim())?,
+                wo: l.matrix(&n("attn_output.weight"), c.d_model, c.q_dim())?,
+                ffn_norm: l.vector(&n("ffn_norm.weight"), c.d_model)?,
+                w_gate: l.matrix(&n("ffn_gate.weight"), c.d_ff, c.d_model)?,
+                w_up: l.matrix(&n("ffn_up.weight"), c.d_ff, c.d_model)?,
+                w_down: l.matrix(&n("ffn_down.weight"), c.d_model, c.d_ff)?,
+            });
+        }
+        Ok(Model {
+            file,
+            config,
+            tokenizer,
+            chat_template,
+            token_embd,
+            output,
+            output_norm,
+            layers,
+        })
+    }
+
+    /// The GGUF file the weights live in.
+    pub fn file(&self) -> &GgufFile {
+        &self.file
+    }
+
+    /// A kernel view of a weight (zero-copy: borrows the mapped file).
+    pub fn matrix(&self, w: &WeightRef) -> Matrix<'_> {
+        let data = &self.file.bytes()[w.offset..w.offset + w.n_bytes];
+        Matrix::from_parts(w.dtype, w.rows, w.cols, data)
+            .expect("weight records are validated at load")
+    }
+
+    /// Bytes of weights one decode step reads: every layer matrix, the output projection and
+    /// one embedding row.
+    pub fn weight_bytes_per_token(&self) -> usize {
+        let per_layer: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                [l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down]
+                    .iter()
+                    .map(|w| w.n_bytes)
+                    .sum::<usize>()
+            })
+            .sum();
+        per_layer + self.output.n_bytes + self.token_embd.n_bytes / self.config.vocab_size.max(1)
+    }
+}

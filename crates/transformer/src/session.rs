@@ -1,0 +1,332 @@
+//! One conversation's state over a shared [`Model`]: the KV cache and scratch buffers, and the
+//! forward pass.
+//!
+//! KV cache: f32, per layer `[position][kv_head][head_dim]`, grown as positions are used (no
+//! up-front allocation for the full context). f32 because SmolLM2's cache is small (46 KB per
+//! token for 30 layers × 192 K/V values), attention then needs no conversion, and teacher-forced
+//! logits stay closest to the reference; at 8k tokens an f16 cache would halve its 380 MB.
+
+use edgeinfer_kernels::ops::{self, rope_freqs};
+use edgeinfer_kernels::Activations;
+use rayon::prelude::*;
+
+use crate::model::WeightRef;
+use crate::{Model, TransformerError};
+
+/// How matrix products are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Activations quantized to the weight's 8-bit activation type, integer block dots
+    /// (as llama.cpp computes): the fast path.
+    #[default]
+    Quantized,
+    /// Weights dequantized to f32, activations unquantized: slow, for checking against an f32
+    /// reference.
+    ExactF32,
+}
+
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    proj: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    act: Activations,
+}
+
+/// A decoding session: owns its KV cache, borrows the model.
+pub struct Session<'m> {
+    model: &'m Model,
+    max_ctx: usize,
+    precision: Precision,
+    /// Per layer: `[n_past × kv_dim]` keys and values.
+    k_cache: Vec<Vec<f32>>,
+    v_cache: Vec<Vec<f32>>,
+    n_past: usize,
+    freqs: Vec<f32>,
+    s: Scratch,
+}
+
+/// Which logits a forward pass returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last position's (`vocab` values).
+    Last,
+    /// Every position's (`tokens × vocab`, row-major).
+    All,
+}
+
+impl<'m> Session<'m> {
+    /// A session that can hold `max_ctx` positions (at most the model's context length).
+    pub fn new(model: &'m Model, max_ctx: usize) -> Self {
+        let c = &model.config;
+        Session {
+            model,
+            max_ctx: max_ctx.min(c.context_length).max(1),
+            precision: Precision::Quantized,
+            k_cache: vec![Vec::new(); c.n_layers],
+            v_cache: vec![Vec::new(); c.n_layers],
+            n_past: 0,
+            freqs: rope_freqs(c.rope_dim, c.rope_base),
+            s: Scratch::default(),
+        }
+    }
+
+    /// Set how matrix products are computed.
+    pub fn with_precision(mut self, p: Precision) -> Self {
+        self.precision = p;
+        self
+    }
+
+    /// The model.
+    pub fn model(&self) -> &'m Model {
+        self.model
+    }
+    /// Positions currently in the cache.
+    pub fn n_past(&self) -> usize {
+        self.n_past
+    }
+    /// Capacity in positions.
+    pub fn max_ctx(&self) -> usize {
+        self.max_ctx
+    }
+    /// Forget everything after the first `n` positions (n ≤ n_past).
+    pub fn truncate(&mut self, n: usize) {
+        let n = n.min(self.n_past);
+        let kv = self.model.config.kv_dim();
+        for (k, v) in self.k_cache.iter_mut().zip(&mut self.v_cache) {
+            k.truncate(n * kv);
+            v.truncate(n * kv);
+        }
+        self.n_past = n;
+    }
+    /// Bytes the KV cache holds now.
+    pub fn kv_bytes(&self) -> usize {
+        self.k_cache
+            .iter()
+            .chain(&self.v_cache)
+            .map(|c| c.len() * 4)
+            .sum()
+    }
+
+    /// Run `tokens` at positions `pos..pos + tokens.len()` (dropping any cached positions from
+    /// `pos` on) and return the logits of the last token.
+    pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, TransformerError> {
+        self.forward_logits(tokens, pos, Logits::Last)
+    }
+
+    /// As [`Session::forward`], choosing which positions' logits to return.
+    pub fn forward_logits(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        which: Logits,
+    ) -> Result<Vec<f32>, TransformerError> {
+        let m = self.model;
+        let c = &m.config;
+        if tokens.is_empty() {
+            return Err(TransformerError::EmptyInput);
+        }
+        if pos > self.n_past {
+            return Err(TransformerError::BadPosition {
+                pos,
+                n_past: self.n_past,
+            });
+        }
+        if pos + tokens.len() > self.max_ctx {
+            return Err(TransformerError::ContextFull {
+                needed: pos + tokens.len(),
+                max: self.max_ctx,
+            });
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+            return Err(TransformerError::BadToken {
+                id: bad,
+                vocab: c.vocab_size,
+            });
+        }
+        self.truncate(pos);
+        let (t_n, d) = (tokens.len(), c.d_model);
+        let s = &mut self.s;
+        s.x.resize(t_n * d, 0.0);
+        let emb = m.matrix(&m.token_embd);
+        for (row, &tok) in s.x.chunks_exact_mut(d).zip(tokens) {
+            emb.dequantize_row(tok as usize, row)?;
+        }
+        for (li, layer) in m.layers.iter().enumerate() {
+            // --- attention
+            s.xn.resize(t_n * d, 0.0);
+            for (xr, nr) in s.x.chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
+                ops::rmsnorm(xr, &layer.attn_norm, c.rms_eps, nr);
+            }
+            s.q.resize(t_n * c.q_dim(), 0.0);
+            s.k.resize(t_n * c.kv_dim(), 0.0);
+            s.v.resize(t_n * c.kv_dim(), 0.0);
+            project(
+                m,
+                self.precision,
+                &mut s.act,
+                &s.xn,
+                &mut [
+                    (&layer.wq, &mut s.q),
+                    (&layer.wk, &mut s.k),
+                    (&layer.wv, &mut s.v),
+                ],
+            )?;
+            for (buf, bias) in [
+                (&mut s.q, &layer.bq),
+                (&mut s.k, &layer.bk),
+                (&mut s.v, &layer.bv),
+            ] {
+                if let Some(b) = bias {
+                    for row in buf.chunks_exact_mut(b.len()) {
+                        row.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                    }
+                }
+            }
+            for t in 0..t_n {
+                let p = pos + t;
+                ops::rope(
+                    &mut s.q[t * c.q_dim()..(t + 1) * c.q_dim()],
+                    c.head_dim,
+                    &self.freqs,
+                    p,
+                    c.rope_style,
+                );
+                ops::rope(
+                    &mut s.k[t * c.kv_dim()..(t + 1) * c.kv_dim()],
+                    c.head_dim,
+                    &self.freqs,
+                    p,
+                    c.rope_style,
+                );
+            }
+            self.k_cache[li].extend_from_slice(&s.k);
+            self.v_cache[li].extend_from_slice(&s.v);
+            s.att.resize(t_n * c.q_dim(), 0.0);
+            attention(
+                m,
+                &s.q,
+                &self.k_cache[li],
+                &self.v_cache[li],
+                pos,
+                &mut s.att,
+            );
+            s.proj.resize(t_n * d, 0.0);
+            project(
+                m,
+                self.precision,
+                &mut s.act,
+                &s.att,
+                &mut [(&layer.wo, &mut s.proj)],
+            )?;
+            s.x.iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
+
+            // --- feed-forward (SwiGLU)
+            for (xr, nr) in s.x.chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
+                ops::rmsnorm(xr, &layer.ffn_norm, c.rms_eps, nr);
+            }
+            s.gate.resize(t_n * c.d_ff, 0.0);
+            s.up.resize(t_n * c.d_ff, 0.0);
+            project(
+                m,
+                self.precision,
+                &mut s.act,
+                &s.xn,
+                &mut [(&layer.w_gate, &mut s.gate), (&layer.w_up, &mut s.up)],
+            )?;
+            ops::swiglu(&mut s.gate, &s.up);
+            project(
+                m,
+                self.precision,
+                &mut s.act,
+                &s.gate,
+                &mut [(&layer.w_down, &mut s.proj)],
+            )?;
+            s.x.iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
+        }
+        self.n_past = pos + t_n;
+
+        let first = match which {
+            Logits::Last => t_n - 1,
+            Logits::All => 0,
+        };
+        let rows = t_n - first;
+        s.xn.resize(rows * d, 0.0);
+        for (xr, nr) in s.x[first * d..]
+            .chunks_exact(d)
+            .zip(s.xn.chunks_exact_mut(d))
+        {
+            ops::rmsnorm(xr, &m.output_norm, c.rms_eps, nr);
+        }
+        let mut logits = vec![0.0f32; rows * c.vocab_size];
+        project(
+            m,
+            self.precision,
+            &mut s.act,
+            &s.xn,
+            &mut [(&m.output, &mut logits)],
+        )?;
+        Ok(logits)
+    }
+}
+
+/// `out_i = W_i · x` for several weights sharing the input `x` (rows × cols, row-major);
+/// the input is quantized once per distinct activation type.
+fn project(
+    m: &Model,
+    precision: Precision,
+    act: &mut Activations,
+    x: &[f32],
+    outs: &mut [(&WeightRef, &mut Vec<f32>)],
+) -> Result<(), TransformerError> {
+    let mut quantized_as = None;
+    for (w, out) in outs.iter_mut() {
+        let mat = m.matrix(w);
+        match precision {
+            Precision::ExactF32 => mat.matmul_f32_exact(x, out)?,
+            Precision::Quantized => {
+                if quantized_as != Some(mat.act_type()) {
+                    act.quantize(mat.act_type(), x, mat.cols())?;
+                    quantized_as = Some(mat.act_type());
+                }
+                mat.matmul(act, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Causal multi-head attention with grouped K/V heads for queries at positions
+/// `pos..pos + T` over the cache (`[n_ctx × kv_dim]`, already holding those positions).
+fn attention(m: &Model, q: &[f32], k_cache: &[f32], v_cache: &[f32], pos: usize, out: &mut [f32]) {
+    let c = &m.config;
+    let (hd, n_heads, kv_dim) = (c.head_dim, c.n_heads, c.kv_dim());
+    let group = n_heads / c.n_kv_heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let one = |(idx, o): (usize, &mut [f32])| {
+        let (t, h) = (idx / n_heads, idx % n_heads);
+        let p = pos + t;
+        let qh = &q[t * n_heads * hd + h * hd..][..hd];
+        let kv_off = (h / group) * hd;
+        let mut scores: Vec<f32> = (0..=p)
+            .map(|s| ops::dot(qh, &k_cache[s * kv_dim + kv_off..][..hd]) * scale)
+            .collect();
+        ops::softmax(&mut scores);
+        o.fill(0.0);
+        for (s, &w) in scores.iter().enumerate() {
+            ops::axpy(w, &v_cache[s * kv_dim + kv_off..][..hd], o);
+        }
+    };
+    let work = out.len() / hd * (pos + out.len() / (n_heads * hd));
+    if work * hd < 64 * 1024 || rayon::current_num_threads() == 1 {
+        out.chunks_exact_mut(hd).enumerate().for_each(one);
+    } else {
+        out.par_chunks_exact_mut(hd).enumerate().for_each(one);
+    }
+}

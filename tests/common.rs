@@ -1,0 +1,45 @@
+//! Shared helpers of the end-to-end tests: the real model (fetched, never skipped) and the
+//! reference outputs in `../shared/reference/`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Path of the default model, fetched with `scripts/fetch-models.sh` if absent. Panics with
+/// the script's exit status if it cannot be had: a missing model fails the test, loudly.
+pub fn default_model() -> PathBuf {
+    let models = std::env::var_os("EDGEINFER_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("models"));
+    let path = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !path.exists() {
+        let status = Command::new("bash")
+            .arg(root().join("scripts/fetch-models.sh"))
+            .env("EDGEINFER_MODELS", &models)
+            .status()
+            .expect("running scripts/fetch-models.sh");
+        assert!(status.success(), "scripts/fetch-models.sh failed: {status}");
+    }
+    assert!(path.exists(), "{} missing after fetch", path.display());
+    path
+}
+
+/// A file of `../shared/reference/` (next to the checkout), parsed as JSON.
+pub fn reference(name: &str) -> serde_json::Value {
+    let candidates = [
+        std::env::var_os("EDGEINFER_REFERENCE").map(PathBuf::from),
+        Some(root().join("../shared/reference")),
+        Some(root().join("fixtures/reference")),
+    ];
+    for dir in candidates.into_iter().flatten() {
+        let p = dir.join(name);
+        if let Ok(text) = std::fs::read_to_string(&p) {
+            return serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        }
+    }
+    panic!("reference file {name} not found in ../shared/reference or fixtures/reference");
+}
