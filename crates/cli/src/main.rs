@@ -1,6 +1,7 @@
 //! The `edgeinfer` command-line tool.
 
 mod inspect;
+mod llm;
 mod model_path;
 
 use std::path::PathBuf;
@@ -36,6 +37,87 @@ enum Cmd {
         /// How many values of --tensor to print (dequantized to f32).
         #[arg(long, default_value_t = 0)]
         values: usize,
+    },
+    /// Generate text from a prompt, streaming it as it is produced.
+    Generate {
+        #[command(flatten)]
+        model: llm::ModelArgs,
+        /// The prompt.
+        #[arg(short, long)]
+        prompt: String,
+        /// Most tokens to generate.
+        #[arg(short = 'n', long, default_value_t = 128)]
+        n_predict: usize,
+        /// Context size of the session (prompt + generated tokens).
+        #[arg(short, long, default_value_t = 2048)]
+        ctx: usize,
+        /// Wrap the prompt in the model's chat template as a user message.
+        #[arg(long)]
+        chat: bool,
+        /// Print prompt ids, generated ids, text and timings as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        sample: llm::SampleArgs,
+    },
+    /// Interactive chat; the conversation stays in the KV cache between turns.
+    Chat {
+        #[command(flatten)]
+        model: llm::ModelArgs,
+        /// System prompt.
+        #[arg(long)]
+        system: Option<String>,
+        /// Most tokens per reply.
+        #[arg(short = 'n', long, default_value_t = 512)]
+        n_predict: usize,
+        /// Context size of the conversation.
+        #[arg(short, long, default_value_t = 4096)]
+        ctx: usize,
+        #[command(flatten)]
+        sample: llm::SampleArgs,
+    },
+    /// Print the token ids of a text.
+    Tokenize {
+        #[command(flatten)]
+        model: llm::ModelArgs,
+        /// The text.
+        text: String,
+        /// Ids and pieces as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Score a sequence teacher-forced: per position the top-K logits and the log-probability
+    /// of the next given token.
+    Score {
+        #[command(flatten)]
+        model: llm::ModelArgs,
+        /// Text to tokenize and score.
+        #[arg(long, conflicts_with = "ids")]
+        text: Option<String>,
+        /// Token ids to score, comma-separated.
+        #[arg(long)]
+        ids: Option<String>,
+        /// How many top logits per position.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Perplexity of a text file (llama.cpp's method: windows of --ctx, second half scored).
+    Perplexity {
+        #[command(flatten)]
+        model: llm::ModelArgs,
+        /// UTF-8 text file.
+        #[arg(short, long)]
+        file: PathBuf,
+        /// Window size.
+        #[arg(long, default_value_t = 512)]
+        ctx: usize,
+        /// Score only the first N windows.
+        #[arg(long)]
+        chunks: Option<usize>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -75,8 +157,45 @@ fn run(cli: Cli) -> Result<()> {
                 values
             };
             inspect::run(&mut out, &path, json, tensor.as_deref(), values)?;
-            out.flush()?;
-            Ok(())
         }
+        Cmd::Generate {
+            model,
+            prompt,
+            n_predict,
+            ctx,
+            chat,
+            json,
+            sample,
+        } => {
+            llm::generate(
+                &mut out, &model, &sample, &prompt, n_predict, ctx, chat, json,
+            )?;
+        }
+        Cmd::Chat {
+            model,
+            system,
+            n_predict,
+            ctx,
+            sample,
+        } => {
+            llm::chat(&model, &sample, system.as_deref(), n_predict, ctx)?;
+        }
+        Cmd::Tokenize { model, text, json } => llm::tokenize(&mut out, &model, &text, json)?,
+        Cmd::Score {
+            model,
+            text,
+            ids,
+            top,
+            json,
+        } => llm::score(&mut out, &model, text.as_deref(), ids.as_deref(), top, json)?,
+        Cmd::Perplexity {
+            model,
+            file,
+            ctx,
+            chunks,
+            json,
+        } => llm::perplexity(&mut out, &model, &file, ctx, chunks, json)?,
     }
+    out.flush()?;
+    Ok(())
 }

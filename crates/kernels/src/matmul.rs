@@ -33,7 +33,7 @@ impl Activations {
             dtype,
             op: "quantize activations",
         })?;
-        if cols == 0 || x.len() % cols != 0 {
+        if cols == 0 || !x.len().is_multiple_of(cols) {
             return Err(KernelError::Shape {
                 op: "quantize activations",
                 expected: format!("a multiple of {cols} values"),

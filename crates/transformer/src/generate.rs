@@ -187,7 +187,7 @@ impl<'s, 'm> Generator<'s, 'm> {
         self.finished = true;
         let mut text = std::mem::take(&mut self.held);
         text.push_str(&self.stream.flush());
-        (!text.is_empty()).then(|| Ok(Piece { token: None, text }))
+        (!text.is_empty()).then_some(Ok(Piece { token: None, text }))
     }
 }
 

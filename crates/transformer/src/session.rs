@@ -59,6 +59,8 @@ pub enum Logits {
     Last,
     /// Every position's (`tokens × vocab`, row-major).
     All,
+    /// Those of positions `start..` of this call's tokens (`(tokens − start) × vocab`).
+    From(usize),
 }
 
 impl<'m> Session<'m> {
@@ -255,6 +257,7 @@ impl<'m> Session<'m> {
         let first = match which {
             Logits::Last => t_n - 1,
             Logits::All => 0,
+            Logits::From(start) => start.min(t_n - 1),
         };
         let rows = t_n - first;
         s.xn.resize(rows * d, 0.0);
