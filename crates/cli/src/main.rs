@@ -1,5 +1,6 @@
 //! The `edgeinfer` command-line tool.
 
+mod bench;
 mod inspect;
 mod llm;
 mod model_path;
@@ -76,6 +77,8 @@ enum Cmd {
         #[command(flatten)]
         sample: llm::SampleArgs,
     },
+    /// Measure prefill and decode speed, load time, peak RSS and the memory roofline.
+    Bench(bench::BenchArgs),
     /// Print the token ids of a text.
     Tokenize {
         #[command(flatten)]
@@ -180,6 +183,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             llm::chat(&model, &sample, system.as_deref(), n_predict, ctx)?;
         }
+        Cmd::Bench(args) => bench::run(&mut out, &args)?,
         Cmd::Tokenize { model, text, json } => llm::tokenize(&mut out, &model, &text, json)?,
         Cmd::Score {
             model,

@@ -1,1 +1,139 @@
-fn main() {}
+//! matvec / matmul at SmolLM2-135M's shapes and one large shape, reporting bytes of weights
+//! read per second (criterion's `Throughput::Bytes`). Scalar vs dispatched, 1 and 2 threads.
+//!
+//! `cargo bench -p edgeinfer-kernels --bench matvec` (EDGEINFER_BENCH_QUICK=1 for a short run).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use edgeinfer_kernels::{format, quantize_to_vec, Activations, DType, Format, Matrix, VecDot};
+
+/// (rows, cols) = (out, in)
+const SHAPES: &[(usize, usize)] = &[
+    (576, 576),
+    (192, 576),
+    (1536, 576),
+    (576, 1536),
+    (49152, 576),
+    (11008, 4096),
+];
+const TYPES: &[DType] = &[
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q8_0,
+    DType::Q4_K,
+    DType::Q6_K,
+];
+
+fn weights(dtype: DType, rows: usize, cols: usize) -> Vec<u8> {
+    let f = format(dtype).unwrap();
+    if f.from_f32.is_some() {
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        return quantize_to_vec(dtype, &x).unwrap();
+    }
+    // K-quants have no quantizer here: well-formed random blocks (speed does not depend on
+    // the values).
+    (0..rows * cols / dtype.block_size() * dtype.type_size())
+        .map(|i| (i.wrapping_mul(2654435761) >> 9) as u8 & 0x3f)
+        .collect()
+}
+
+fn scalar_matvec(
+    f: &Format,
+    dot: VecDot,
+    w: &[u8],
+    rows: usize,
+    cols: usize,
+    act: &[u8],
+    out: &mut [f32],
+) {
+    let rb = f.dtype.bytes_for(cols).unwrap();
+    for (r, o) in out.iter_mut().enumerate().take(rows) {
+        *o = dot(cols, &w[r * rb..(r + 1) * rb], act);
+    }
+}
+
+fn bench_matvec(c: &mut Criterion) {
+    let quick = std::env::var_os("EDGEINFER_BENCH_QUICK").is_some();
+    let mut g = c.benchmark_group("matvec");
+    if quick {
+        g.sample_size(10)
+            .warm_up_time(std::time::Duration::from_millis(300))
+            .measurement_time(std::time::Duration::from_secs(1));
+    }
+    for &dtype in TYPES {
+        let f = format(dtype).unwrap();
+        for &(rows, cols) in SHAPES {
+            let w = weights(dtype, rows, cols);
+            let m = Matrix::from_parts(dtype, rows, cols, &w).unwrap();
+            let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.1).sin()).collect();
+            let mut act = Activations::new();
+            act.quantize(m.act_type(), &x, cols).unwrap();
+            let mut out = vec![0.0f32; rows];
+            g.throughput(Throughput::Bytes(w.len() as u64));
+            let shape = format!("{dtype}/{rows}x{cols}");
+            for threads in [1usize, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                g.bench_with_input(
+                    BenchmarkId::new(format!("dispatched-t{threads}"), &shape),
+                    &(),
+                    |b, _| pool.install(|| b.iter(|| m.matvec(&act, &mut out).unwrap())),
+                );
+            }
+            // The scalar reference, one thread (small shapes only: it is slow).
+            if rows * cols <= 1536 * 576 {
+                let act_bytes = quantize_to_vec(f.vec_dot_type, &x).unwrap();
+                let dot = f.vec_dot_generic.unwrap();
+                g.bench_with_input(BenchmarkId::new("scalar-t1", &shape), &(), |b, _| {
+                    b.iter(|| scalar_matvec(f, dot, &w, rows, cols, &act_bytes, &mut out))
+                });
+            }
+        }
+    }
+    g.finish();
+}
+
+fn bench_matmul(c: &mut Criterion) {
+    let quick = std::env::var_os("EDGEINFER_BENCH_QUICK").is_some();
+    let mut g = c.benchmark_group("matmul");
+    g.sample_size(10);
+    if quick {
+        g.warm_up_time(std::time::Duration::from_millis(300))
+            .measurement_time(std::time::Duration::from_secs(2));
+    }
+    for &dtype in &[DType::Q4_0, DType::Q4_1, DType::Q8_0] {
+        let (rows, cols) = (1536, 576);
+        let w = weights(dtype, rows, cols);
+        let m = Matrix::from_parts(dtype, rows, cols, &w).unwrap();
+        for tokens in [128usize, 512] {
+            let x: Vec<f32> = (0..tokens * cols)
+                .map(|i| (i as f32 * 0.01).sin())
+                .collect();
+            let mut act = Activations::new();
+            act.quantize(m.act_type(), &x, cols).unwrap();
+            let mut out = vec![0.0f32; rows * tokens];
+            g.throughput(Throughput::Elements((rows * cols * tokens) as u64));
+            for threads in [1usize, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                g.bench_with_input(
+                    BenchmarkId::new(
+                        format!("t{threads}"),
+                        format!("{dtype}/{rows}x{cols}x{tokens}"),
+                    ),
+                    &(),
+                    |b, _| pool.install(|| b.iter(|| m.matmul(&act, &mut out).unwrap())),
+                );
+            }
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_matvec, bench_matmul);
+criterion_main!(benches);

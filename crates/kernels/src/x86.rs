@@ -19,12 +19,22 @@ pub(crate) fn detected() -> bool {
         && is_x86_feature_detected!("f16c")
 }
 
+/// Two f16 values at `p` (4 bytes) as f32 in lanes 0 and 1. A `movd` load: it zero-extends the
+/// register, so the conversion carries no false dependency on an accumulator.
+#[inline(always)]
+unsafe fn f16x2(p: *const u8) -> __m128 {
+    // SAFETY: caller guarantees 4 readable bytes at p and F16C enabled.
+    unsafe { _mm_cvtph_ps(_mm_loadu_si32(p)) }
+}
+
+/// One f16 at `p` (reads exactly 2 bytes), broadcast before conversion so the result does not
+/// depend on any register's old contents.
 #[inline(always)]
 unsafe fn f16_load(p: *const u8) -> f32 {
     // SAFETY: caller guarantees 2 readable bytes at p and F16C enabled.
     unsafe {
         let h = (p as *const u16).read_unaligned();
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(h as i16)))
     }
 }
 
@@ -91,6 +101,39 @@ unsafe fn mul_sum_u8_i8(x: __m256i, y: __m256i) -> __m256 {
     }
 }
 
+/// Run `$body` (an expression of the block index and an accumulator, giving the new
+/// accumulator) over `0..$nb`, alternating two register accumulators so consecutive blocks'
+/// FMAs do not wait on each other; returns their sum.
+macro_rules! two_acc {
+    ($nb:expr, |$i:ident, $acc:ident| $body:expr) => {{
+        let nb = $nb;
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut k = 0;
+        while k + 2 <= nb {
+            acc0 = {
+                let $i = k;
+                let $acc = acc0;
+                $body
+            };
+            acc1 = {
+                let $i = k + 1;
+                let $acc = acc1;
+                $body
+            };
+            k += 2;
+        }
+        if k < nb {
+            acc0 = {
+                let $i = k;
+                let $acc = acc0;
+                $body
+            };
+        }
+        _mm256_add_ps(acc0, acc1)
+    }};
+}
+
 fn check(n: usize, w: &[u8], wsize: usize, a: &[u8], asize: usize, block: usize) -> usize {
     let nb = n / block;
     assert!(
@@ -125,15 +168,14 @@ safe_wrapper!(dot_f32_f32_avx2, f32_f32, 4, 4, 1);
 unsafe fn q4_0_q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
     // SAFETY: x holds nb blocks of 18 bytes and y nb blocks of 34 (checked by the wrapper).
     unsafe {
-        let mut acc = _mm256_setzero_ps();
-        for i in 0..nb {
+        let acc = two_acc!(nb, |i, acc| {
             let xb = x.add(i * 18);
             let yb = y.add(i * 34);
-            let d = _mm256_set1_ps(f16_load(xb) * f16_load(yb));
+            let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2(xb), f16x2(yb)));
             let qx = _mm256_sub_epi8(nibbles32(xb.add(2)), _mm256_set1_epi8(8));
             let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
-            acc = _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc);
-        }
+            _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc)
+        });
         hsum_ps(acc)
     }
 }
@@ -142,19 +184,20 @@ unsafe fn q4_0_q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
 unsafe fn q4_1_q8_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
     // SAFETY: x holds nb blocks of 20 bytes and y nb blocks of 36 (checked by the wrapper).
     unsafe {
-        let mut acc = _mm256_setzero_ps();
-        let mut summs = 0.0f32;
-        for i in 0..nb {
+        // lane 1 collects m_x · s_y
+        let mut summs = _mm_setzero_ps();
+        let acc = two_acc!(nb, |i, acc| {
             let xb = x.add(i * 20);
             let yb = y.add(i * 36);
-            let dy = f16_load(yb);
-            summs += f16_load(xb.add(2)) * f16_load(yb.add(2));
-            let d = _mm256_set1_ps(f16_load(xb) * dy);
+            // [d_x·d_y, m_x·s_y]
+            let p = _mm_mul_ps(f16x2(xb), f16x2(yb));
+            summs = _mm_add_ps(summs, p);
+            let d = _mm256_broadcastss_ps(p);
             let qx = nibbles32(xb.add(4));
             let qy = _mm256_loadu_si256(yb.add(4) as *const __m256i);
-            acc = _mm256_fmadd_ps(d, mul_sum_u8_i8(qx, qy), acc);
-        }
-        hsum_ps(acc) + summs
+            _mm256_fmadd_ps(d, mul_sum_u8_i8(qx, qy), acc)
+        });
+        hsum_ps(acc) + _mm_cvtss_f32(_mm_movehdup_ps(summs))
     }
 }
 
@@ -166,7 +209,7 @@ unsafe fn q5_0_q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
         for i in 0..nb {
             let xb = x.add(i * 22);
             let yb = y.add(i * 34);
-            let d = _mm256_set1_ps(f16_load(xb) * f16_load(yb));
+            let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2(xb), f16x2(yb)));
             let qh = (xb.add(2) as *const u32).read_unaligned();
             let hi = _mm256_andnot_si256(bits32(qh), _mm256_set1_epi8(0xF0u8 as i8));
             let qx = _mm256_or_si256(nibbles32(xb.add(6)), hi);
@@ -186,8 +229,9 @@ unsafe fn q5_1_q8_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
         for i in 0..nb {
             let xb = x.add(i * 24);
             let yb = y.add(i * 36);
-            summs += f16_load(xb.add(2)) * f16_load(yb.add(2));
-            let d = _mm256_set1_ps(f16_load(xb) * f16_load(yb));
+            let p = _mm_mul_ps(f16x2(xb), f16x2(yb));
+            summs += _mm_cvtss_f32(_mm_movehdup_ps(p));
+            let d = _mm256_broadcastss_ps(p);
             let qh = (xb.add(4) as *const u32).read_unaligned();
             let hi = _mm256_and_si256(bits32(qh), _mm256_set1_epi8(0x10));
             let qx = _mm256_or_si256(nibbles32(xb.add(8)), hi);
@@ -202,15 +246,14 @@ unsafe fn q5_1_q8_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
 unsafe fn q8_0_q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
     // SAFETY: x and y hold nb blocks of 34 bytes (checked by the wrapper).
     unsafe {
-        let mut acc = _mm256_setzero_ps();
-        for i in 0..nb {
+        let acc = two_acc!(nb, |i, acc| {
             let xb = x.add(i * 34);
             let yb = y.add(i * 34);
-            let d = _mm256_set1_ps(f16_load(xb) * f16_load(yb));
+            let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2(xb), f16x2(yb)));
             let qx = _mm256_loadu_si256(xb.add(2) as *const __m256i);
             let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
-            acc = _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc);
-        }
+            _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc)
+        });
         hsum_ps(acc)
     }
 }

@@ -34,7 +34,7 @@ pub use config::{Config, SUPPORTED_ARCHITECTURES};
 pub use generate::{Generator, Piece, StopReason, TokenStream};
 pub use model::{Layer, Model, WeightRef};
 pub use sampler::{Sampler, SamplerConfig};
-pub use session::{Logits, Precision, Session};
+pub use session::{Logits, Precision, Session, StepProfile};
 pub use tokenizer::{token_type, Tokenizer};
 
 use edgeinfer_tensor::DType;

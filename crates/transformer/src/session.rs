@@ -7,6 +7,8 @@
 //! logits stay closest to the reference; at 8k tokens an f16 cache would halve its 380 MB.
 
 use edgeinfer_kernels::ops::{self, rope_freqs};
+use std::time::{Duration, Instant};
+
 use edgeinfer_kernels::Activations;
 use rayon::prelude::*;
 
@@ -39,6 +41,28 @@ struct Scratch {
     act: Activations,
 }
 
+/// Where one forward pass spent its time (filled only when profiling is on).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepProfile {
+    /// Tokens in the pass.
+    pub tokens: usize,
+    /// Position of the first token.
+    pub pos: usize,
+    /// Whole pass.
+    pub total: Duration,
+    /// Matrix products (including activation quantization).
+    pub matmul: Duration,
+    /// Attention over the cache.
+    pub attention: Duration,
+}
+
+impl StepProfile {
+    /// Everything else: embedding, norms, RoPE, residuals, cache appends.
+    pub fn rest(&self) -> Duration {
+        self.total.saturating_sub(self.matmul + self.attention)
+    }
+}
+
 /// A decoding session: owns its KV cache, borrows the model.
 pub struct Session<'m> {
     model: &'m Model,
@@ -50,6 +74,8 @@ pub struct Session<'m> {
     n_past: usize,
     freqs: Vec<f32>,
     s: Scratch,
+    profiling: bool,
+    profile: StepProfile,
 }
 
 /// Which logits a forward pass returns.
@@ -76,6 +102,8 @@ impl<'m> Session<'m> {
             n_past: 0,
             freqs: rope_freqs(c.rope_dim, c.rope_base),
             s: Scratch::default(),
+            profiling: false,
+            profile: StepProfile::default(),
         }
     }
 
@@ -83,6 +111,15 @@ impl<'m> Session<'m> {
     pub fn with_precision(mut self, p: Precision) -> Self {
         self.precision = p;
         self
+    }
+
+    /// Record where each forward pass spends its time (see [`Session::last_profile`]).
+    pub fn set_profiling(&mut self, on: bool) {
+        self.profiling = on;
+    }
+    /// The time split of the last forward pass (zeros unless profiling is on).
+    pub fn last_profile(&self) -> StepProfile {
+        self.profile
     }
 
     /// The model.
@@ -153,6 +190,8 @@ impl<'m> Session<'m> {
             });
         }
         self.truncate(pos);
+        let started = Instant::now();
+        let mut clock = Clock::new(self.profiling);
         let (t_n, d) = (tokens.len(), c.d_model);
         let s = &mut self.s;
         s.x.resize(t_n * d, 0.0);
@@ -169,6 +208,7 @@ impl<'m> Session<'m> {
             s.q.resize(t_n * c.q_dim(), 0.0);
             s.k.resize(t_n * c.kv_dim(), 0.0);
             s.v.resize(t_n * c.kv_dim(), 0.0);
+            clock.start();
             project(
                 m,
                 self.precision,
@@ -180,6 +220,7 @@ impl<'m> Session<'m> {
                     (&layer.wv, &mut s.v),
                 ],
             )?;
+            clock.stop(Part::Matmul);
             for (buf, bias) in [
                 (&mut s.q, &layer.bq),
                 (&mut s.k, &layer.bk),
@@ -211,6 +252,7 @@ impl<'m> Session<'m> {
             self.k_cache[li].extend_from_slice(&s.k);
             self.v_cache[li].extend_from_slice(&s.v);
             s.att.resize(t_n * c.q_dim(), 0.0);
+            clock.start();
             attention(
                 m,
                 &s.q,
@@ -219,7 +261,9 @@ impl<'m> Session<'m> {
                 pos,
                 &mut s.att,
             );
+            clock.stop(Part::Attention);
             s.proj.resize(t_n * d, 0.0);
+            clock.start();
             project(
                 m,
                 self.precision,
@@ -227,6 +271,7 @@ impl<'m> Session<'m> {
                 &s.att,
                 &mut [(&layer.wo, &mut s.proj)],
             )?;
+            clock.stop(Part::Matmul);
             s.x.iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
 
             // --- feed-forward (SwiGLU)
@@ -235,6 +280,7 @@ impl<'m> Session<'m> {
             }
             s.gate.resize(t_n * c.d_ff, 0.0);
             s.up.resize(t_n * c.d_ff, 0.0);
+            clock.start();
             project(
                 m,
                 self.precision,
@@ -242,7 +288,9 @@ impl<'m> Session<'m> {
                 &s.xn,
                 &mut [(&layer.w_gate, &mut s.gate), (&layer.w_up, &mut s.up)],
             )?;
+            clock.stop(Part::Matmul);
             ops::swiglu(&mut s.gate, &s.up);
+            clock.start();
             project(
                 m,
                 self.precision,
@@ -250,6 +298,7 @@ impl<'m> Session<'m> {
                 &s.gate,
                 &mut [(&layer.w_down, &mut s.proj)],
             )?;
+            clock.stop(Part::Matmul);
             s.x.iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
         }
         self.n_past = pos + t_n;
@@ -268,6 +317,7 @@ impl<'m> Session<'m> {
             ops::rmsnorm(xr, &m.output_norm, c.rms_eps, nr);
         }
         let mut logits = vec![0.0f32; rows * c.vocab_size];
+        clock.start();
         project(
             m,
             self.precision,
@@ -275,7 +325,54 @@ impl<'m> Session<'m> {
             &s.xn,
             &mut [(&m.output, &mut logits)],
         )?;
+        clock.stop(Part::Matmul);
+        if self.profiling {
+            self.profile = StepProfile {
+                tokens: t_n,
+                pos,
+                total: started.elapsed(),
+                matmul: clock.matmul,
+                attention: clock.attention,
+            };
+        }
         Ok(logits)
+    }
+}
+
+enum Part {
+    Matmul,
+    Attention,
+}
+
+/// Accumulates time per part when enabled; free otherwise.
+struct Clock {
+    on: bool,
+    t: Option<Instant>,
+    matmul: Duration,
+    attention: Duration,
+}
+
+impl Clock {
+    fn new(on: bool) -> Self {
+        Clock {
+            on,
+            t: None,
+            matmul: Duration::ZERO,
+            attention: Duration::ZERO,
+        }
+    }
+    fn start(&mut self) {
+        if self.on {
+            self.t = Some(Instant::now());
+        }
+    }
+    fn stop(&mut self, part: Part) {
+        if let Some(t) = self.t.take() {
+            match part {
+                Part::Matmul => self.matmul += t.elapsed(),
+                Part::Attention => self.attention += t.elapsed(),
+            }
+        }
     }
 }
 
