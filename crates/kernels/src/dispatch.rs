@@ -17,6 +17,10 @@ pub type ToF32 = fn(&[u8], &mut [f32]);
 pub type FromF32 = fn(&[f32], &mut [u8]);
 /// Dot product of `n` elements: weight blocks × activation blocks of the paired type.
 pub type VecDot = fn(usize, &[u8], &[u8]) -> f32;
+/// Tile of dot products: `out[r · out_stride + t] = W_r · A_t` for `rows` weight rows (`w`,
+/// contiguous) and `n_acts` activation rows (`a`, contiguous), each of `n` elements:
+/// `(n, w, rows, a, n_acts, out, out_stride)`.
+pub type Tile = fn(usize, &[u8], usize, &[u8], usize, &mut [f32], usize);
 
 /// Facts about one type's format and kernels.
 #[derive(Clone, Copy)]
@@ -30,10 +34,12 @@ pub struct Format {
     pub vec_dot_generic: Option<VecDot>,
     /// AVX2 dot product, where written.
     pub vec_dot_avx2: Option<VecDot>,
+    /// AVX2 tile kernel (rows × activations in one call, weight blocks reused), where written.
+    pub tile_avx2: Option<Tile>,
 }
 
 macro_rules! formats {
-    ($( $t:ident: $to:path, $from:expr, $vdt:ident, $gen:expr, $avx:expr; )*) => {
+    ($( $t:ident: $to:path, $from:expr, $vdt:ident, $gen:expr, $avx:expr $(, $tile:expr)?; )*) => {
         static FORMATS: &[Format] = &[
             $( Format {
                 dtype: DType::$t,
@@ -42,6 +48,7 @@ macro_rules! formats {
                 vec_dot_type: DType::$vdt,
                 vec_dot_generic: $gen,
                 vec_dot_avx2: $avx,
+                tile_avx2: tile!($($tile)?),
             }, )*
         ];
     };
@@ -60,15 +67,37 @@ macro_rules! avx2 {
     };
 }
 
+macro_rules! tile {
+    () => {
+        None
+    };
+    ($f:expr) => {
+        $f
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+macro_rules! avx2_tile {
+    ($f:ident) => {
+        Some(crate::x86::$f as Tile)
+    };
+}
+#[cfg(not(target_arch = "x86_64"))]
+macro_rules! avx2_tile {
+    ($f:ident) => {
+        None
+    };
+}
+
 formats! {
     F32: f::f32_to_f32, Some(f::f32_from_f32), F32, Some(f::dot_f32_f32_generic), avx2!(dot_f32_f32_avx2);
     F16: f::f16_to_f32, Some(f::f16_from_f32), F32, Some(f::dot_f16_f32_generic), avx2!(dot_f16_f32_avx2);
     BF16: f::bf16_to_f32, Some(f::bf16_from_f32), F32, Some(f::dot_bf16_f32_generic), None;
-    Q4_0: f::q4_0_to_f32, Some(f::q4_0_from_f32), Q8_0, Some(f::dot_q4_0_q8_0_generic), avx2!(dot_q4_0_q8_0_avx2);
-    Q4_1: f::q4_1_to_f32, Some(f::q4_1_from_f32), Q8_1, Some(f::dot_q4_1_q8_1_generic), avx2!(dot_q4_1_q8_1_avx2);
+    Q4_0: f::q4_0_to_f32, Some(f::q4_0_from_f32), Q8_0, Some(f::dot_q4_0_q8_0_generic), avx2!(dot_q4_0_q8_0_avx2), avx2_tile!(tile_q4_0_q8_0_avx2);
+    Q4_1: f::q4_1_to_f32, Some(f::q4_1_from_f32), Q8_1, Some(f::dot_q4_1_q8_1_generic), avx2!(dot_q4_1_q8_1_avx2), avx2_tile!(tile_q4_1_q8_1_avx2);
     Q5_0: f::q5_0_to_f32, Some(f::q5_0_from_f32), Q8_0, Some(f::dot_q5_0_q8_0_generic), avx2!(dot_q5_0_q8_0_avx2);
     Q5_1: f::q5_1_to_f32, Some(f::q5_1_from_f32), Q8_1, Some(f::dot_q5_1_q8_1_generic), avx2!(dot_q5_1_q8_1_avx2);
-    Q8_0: f::q8_0_to_f32, Some(f::q8_0_from_f32), Q8_0, Some(f::dot_q8_0_q8_0_generic), avx2!(dot_q8_0_q8_0_avx2);
+    Q8_0: f::q8_0_to_f32, Some(f::q8_0_from_f32), Q8_0, Some(f::dot_q8_0_q8_0_generic), avx2!(dot_q8_0_q8_0_avx2), avx2_tile!(tile_q8_0_q8_0_avx2);
     Q8_1: f::q8_1_to_f32, Some(f::q8_1_from_f32), Q8_1, None, None;
     Q2_K: f::q2_k_to_f32, None, Q8_K, Some(f::dot_q2_k_q8_k_generic), None;
     Q3_K: f::q3_k_to_f32, None, Q8_K, Some(f::dot_q3_k_q8_k_generic), None;
@@ -160,6 +189,14 @@ impl Format {
         match kernels().level {
             Level::Avx2 => self.vec_dot_avx2.or(self.vec_dot_generic),
             Level::Scalar => self.vec_dot_generic,
+        }
+    }
+
+    /// The tile kernel for the chosen level, if one is written (else loop over `vec_dot`).
+    pub fn tile(&self) -> Option<Tile> {
+        match kernels().level {
+            Level::Avx2 => self.tile_avx2,
+            Level::Scalar => None,
         }
     }
 }

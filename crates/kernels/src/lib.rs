@@ -33,7 +33,7 @@ pub mod ops;
 mod x86;
 
 pub use dispatch::{
-    format, formats, kernels, simd_available, Format, FromF32, Kernels, Level, ToF32, VecDot,
+    format, formats, kernels, simd_available, Format, FromF32, Kernels, Level, Tile, ToF32, VecDot,
 };
 pub use edgeinfer_tensor::{DType, Tensor};
 pub use matmul::{Activations, Matrix};

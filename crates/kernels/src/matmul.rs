@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use crate::{bytes_for, require, DType, KernelError, Tensor, VecDot};
+use crate::{bytes_for, require, DType, KernelError, Tensor, Tile, VecDot};
 
 /// Activations quantized to one type: `rows` vectors of `cols` elements. Reuse one across
 /// calls to avoid allocating per step.
@@ -84,6 +84,7 @@ pub struct Matrix<'t> {
     data: &'t [u8],
     act_type: DType,
     dot: VecDot,
+    tile: Option<Tile>,
 }
 
 impl std::fmt::Debug for Matrix<'_> {
@@ -144,6 +145,7 @@ impl<'t> Matrix<'t> {
             data,
             act_type: f.vec_dot_type,
             dot,
+            tile: f.tile(),
         })
     }
 
@@ -251,19 +253,79 @@ impl<'t> Matrix<'t> {
             return self.matmul(act, out);
         }
         let x = act.row(0);
-        let (rb, n, dot) = (self.row_bytes, self.cols, self.dot);
         let chunk = chunk_rows(self.rows, self.cols);
-        let work = |(ci, o): (usize, &mut [f32])| {
-            let base = ci * chunk;
-            for (j, y) in o.iter_mut().enumerate() {
-                let r = base + j;
-                *y = dot(n, &self.data[r * rb..(r + 1) * rb], x);
-            }
-        };
+        let work = |(ci, o): (usize, &mut [f32])| self.tile_into(ci * chunk, o.len(), x, 1, o, 1);
         if chunk >= self.rows {
             out.chunks_mut(chunk).enumerate().for_each(work);
         } else {
             out.par_chunks_mut(chunk).enumerate().for_each(work);
+        }
+        Ok(())
+    }
+
+    /// `out[j · stride + t] = W[r0 + j] · A_t` for `n_rows` weight rows and the `n_acts`
+    /// activation rows in `acts` (stride 1 for a matvec; the full token count for a matmul
+    /// tile, whose `out` starts at the tile's first token).
+    fn tile_into(
+        &self,
+        r0: usize,
+        n_rows: usize,
+        acts: &[u8],
+        n_acts: usize,
+        out: &mut [f32],
+        stride: usize,
+    ) {
+        let rb = self.row_bytes;
+        let w = &self.data[r0 * rb..(r0 + n_rows) * rb];
+        match self.tile {
+            Some(tile) => tile(self.cols, w, n_rows, acts, n_acts, out, stride),
+            None => {
+                let arb = acts.len() / n_acts.max(1);
+                for j in 0..n_rows {
+                    let wr = &w[j * rb..(j + 1) * rb];
+                    for t in 0..n_acts {
+                        out[j * stride + t] =
+                            (self.dot)(self.cols, wr, &acts[t * arb..(t + 1) * arb]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `out_i = W_i · x` for several matrices sharing one quantized input vector, in a single
+    /// parallel region (one fork/join instead of one per matrix: for a small model the
+    /// synchronisation otherwise costs as much as a small matvec).
+    pub fn matvec_many(
+        jobs: &mut [(Matrix<'_>, &mut [f32])],
+        act: &Activations,
+    ) -> Result<(), KernelError> {
+        for (m, out) in jobs.iter() {
+            m.check_act(act, out.len(), "matvec_many")?;
+        }
+        if act.rows != 1 {
+            for (m, out) in jobs.iter_mut() {
+                m.matmul(act, out)?;
+            }
+            return Ok(());
+        }
+        let x = act.row(0);
+        let total_rows: usize = jobs.iter().map(|(m, _)| m.rows).sum();
+        let cols = jobs.first().map_or(0, |(m, _)| m.cols);
+        let chunk = chunk_rows(total_rows, cols);
+        let mut tasks: Vec<(&Matrix<'_>, usize, &mut [f32])> = Vec::new();
+        for (m, out) in jobs.iter_mut() {
+            for (ci, o) in out.chunks_mut(chunk).enumerate() {
+                tasks.push((m, ci * chunk, o));
+            }
+        }
+        let run = |(m, r0, o): &mut (&Matrix<'_>, usize, &mut [f32])| {
+            let n = o.len();
+            m.tile_into(*r0, n, x, 1, o, 1)
+        };
+        if chunk >= total_rows {
+            tasks.iter_mut().for_each(run);
+        } else {
+            tasks.par_iter_mut().for_each(run);
         }
         Ok(())
     }
@@ -287,22 +349,16 @@ impl<'t> Matrix<'t> {
             return self.matvec(act, out);
         }
         // Transposed result: each task owns a contiguous range of weight rows.
-        const TILE: usize = 16;
-        let (rb, n, dot) = (self.row_bytes, self.cols, self.dot);
+        const TILE: usize = 32;
         let chunk = chunk_rows(self.rows, self.cols * t_n);
         let mut tr = vec![0.0f32; self.rows * t_n];
         let work = |(ci, o): (usize, &mut [f32])| {
-            let base = ci * chunk;
             let n_rows = o.len() / t_n;
+            // Token tiles keep the activations a weight row meets in L1/L2.
             for t0 in (0..t_n).step_by(TILE) {
                 let t1 = (t0 + TILE).min(t_n);
-                for j in 0..n_rows {
-                    let r = base + j;
-                    let w = &self.data[r * rb..(r + 1) * rb];
-                    for t in t0..t1 {
-                        o[j * t_n + t] = dot(n, w, act.row(t));
-                    }
-                }
+                let acts = &act.data[t0 * act.row_bytes..t1 * act.row_bytes];
+                self.tile_into(ci * chunk, n_rows, acts, t1 - t0, &mut o[t0..], t_n);
             }
         };
         if chunk >= self.rows {

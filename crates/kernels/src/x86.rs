@@ -51,14 +51,16 @@ unsafe fn hsum_ps(v: __m256) -> f32 {
     }
 }
 
-/// 32 bytes of nibbles from 16 packed bytes: low nibbles first, then high.
+/// 32 bytes of nibbles from 16 packed bytes: low nibbles first, then high. The 16 bytes are
+/// broadcast to both lanes by a load (`vbroadcasti128`) and the high lane shifted by a
+/// per-lane variable shift, which keeps the shuffle port free.
 #[inline(always)]
 unsafe fn nibbles32(p: *const u8) -> __m256i {
     // SAFETY: caller guarantees 16 readable bytes at p.
     unsafe {
-        let t = _mm_loadu_si128(p as *const __m128i);
-        let both = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
-        _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+        let both = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
+        let shifted = _mm256_srlv_epi32(both, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
+        _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F))
     }
 }
 
@@ -164,6 +166,7 @@ safe_wrapper!(dot_q6_k_q8_k_avx2, q6_k_q8_k, 210, 292, QK_K);
 safe_wrapper!(dot_f16_f32_avx2, f16_f32, 2, 4, 1);
 safe_wrapper!(dot_f32_f32_avx2, f32_f32, 4, 4, 1);
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_0_q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
     // SAFETY: x holds nb blocks of 18 bytes and y nb blocks of 34 (checked by the wrapper).
@@ -180,6 +183,7 @@ unsafe fn q4_0_q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
     }
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_1_q8_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
     // SAFETY: x holds nb blocks of 20 bytes and y nb blocks of 36 (checked by the wrapper).
@@ -242,6 +246,7 @@ unsafe fn q5_1_q8_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
     }
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q8_0_q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
     // SAFETY: x and y hold nb blocks of 34 bytes (checked by the wrapper).
@@ -461,3 +466,187 @@ pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     // SAFETY: only installed when `detected()`; both pointers cover n values.
     unsafe { axpy_ptr(n, a, x.as_ptr(), y.as_mut_ptr()) }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tile kernels: out[r · out_stride + t] = W_r · A_t for `rows` weight rows and `n_acts`
+// activation rows, inside one target-feature function (no call per row), each unpacked weight
+// block reused for four activation rows at a time.
+
+#[allow(clippy::too_many_arguments)]
+fn check_tile(
+    nb: usize,
+    w: &[u8],
+    wsize: usize,
+    rows: usize,
+    a: &[u8],
+    asize: usize,
+    n_acts: usize,
+    out: &[f32],
+    out_stride: usize,
+) {
+    assert!(
+        w.len() >= rows * nb * wsize
+            && a.len() >= n_acts * nb * asize
+            && out_stride >= n_acts
+            && (rows == 0 || out.len() >= (rows - 1) * out_stride + n_acts),
+        "tile operands too short"
+    );
+}
+
+/// How far ahead of the current weight block to prefetch.
+const PREFETCH_BYTES: usize = 2048;
+
+#[inline(always)]
+fn prefetch_ahead(p: *const u8) {
+    // SAFETY: a prefetch is a hint: it never faults, whatever the address, and reads nothing
+    // into the program's state. `wrapping_add` keeps the pointer arithmetic defined.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES) as *const i8) }
+}
+
+macro_rules! tile_kernel {
+    (
+        $name:ident, $inner:ident, $single:ident, $wsize:expr, $asize:expr,
+        prep: |$xb:ident| $prep:expr,
+        step: |$w:ident, $yb:ident, $acc:ident, $extra:ident| $step:expr,
+        finish: |$facc:ident, $fextra:ident| $finish:expr
+    ) => {
+        pub(crate) fn $name(
+            n: usize,
+            w: &[u8],
+            rows: usize,
+            a: &[u8],
+            n_acts: usize,
+            out: &mut [f32],
+            out_stride: usize,
+        ) {
+            let nb = n / QK;
+            check_tile(nb, w, $wsize, rows, a, $asize, n_acts, out, out_stride);
+            // SAFETY: installed in the dispatch table only when `detected()` is true; the
+            // operand lengths were checked just above.
+            unsafe {
+                $inner(
+                    nb,
+                    w.as_ptr(),
+                    rows,
+                    a.as_ptr(),
+                    n_acts,
+                    out.as_mut_ptr(),
+                    out_stride,
+                )
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $inner(
+            nb: usize,
+            w: *const u8,
+            rows: usize,
+            a: *const u8,
+            n_acts: usize,
+            out: *mut f32,
+            out_stride: usize,
+        ) {
+            // SAFETY: w holds rows·nb weight blocks, a n_acts·nb activation blocks and out
+            // (rows-1)·out_stride + n_acts values (checked by the wrapper).
+            unsafe {
+                let (wrb, arb) = (nb * $wsize, nb * $asize);
+                for r in 0..rows {
+                    let wr = w.add(r * wrb);
+                    let o = out.add(r * out_stride);
+                    let mut t = 0;
+                    while t + 4 <= n_acts {
+                        // Even blocks into accs0, odd into accs1, as `two_acc!` does in the
+                        // single-vector kernel: both paths add in the same order, so a token
+                        // gets bit-identical results in a batch and alone.
+                        let mut accs0 = [_mm256_setzero_ps(); 4];
+                        let mut accs1 = [_mm256_setzero_ps(); 4];
+                        let mut extras = [_mm_setzero_ps(); 4];
+                        let a0 = a.add(t * arb);
+                        for i in 0..nb {
+                            let $xb = wr.add(i * $wsize);
+                            prefetch_ahead($xb);
+                            let $w = $prep;
+                            let accs = if i % 2 == 0 { &mut accs0 } else { &mut accs1 };
+                            macro_rules! one {
+                                ($k:literal) => {{
+                                    let $yb = a0.add($k * arb + i * $asize);
+                                    let $acc = accs[$k];
+                                    let $extra = &mut extras[$k];
+                                    accs[$k] = $step;
+                                }};
+                            }
+                            one!(0);
+                            one!(1);
+                            one!(2);
+                            one!(3);
+                        }
+                        for k in 0..4 {
+                            let $facc = _mm256_add_ps(accs0[k], accs1[k]);
+                            let $fextra = extras[k];
+                            *o.add(t + k) = $finish;
+                        }
+                        t += 4;
+                    }
+                    if t < n_acts {
+                        // Stream the weights ahead of the single-vector loop too: the hardware
+                        // prefetcher stops at every 4 KiB page of the mapped file.
+                        let mut off = 0;
+                        while off < wrb {
+                            prefetch_ahead(wr.add(off));
+                            off += 64;
+                        }
+                    }
+                    while t < n_acts {
+                        *o.add(t) = $single(nb, wr, a.add(t * arb));
+                        t += 1;
+                    }
+                }
+            }
+        }
+    };
+}
+
+tile_kernel!(
+    tile_q4_0_q8_0_avx2, tile_q4_0_q8_0, q4_0_q8_0, 18, 34,
+    prep: |xb| {
+        let qx = _mm256_sub_epi8(nibbles32(xb.add(2)), _mm256_set1_epi8(8));
+        (_mm256_sign_epi8(qx, qx), qx, f16x2(xb))
+    },
+    step: |w, yb, acc, _extra| {
+        let (ax, qx, dx) = w;
+        let d = _mm256_broadcastss_ps(_mm_mul_ss(dx, f16x2(yb)));
+        let sy = _mm256_sign_epi8(_mm256_loadu_si256(yb.add(2) as *const __m256i), qx);
+        let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1)));
+        _mm256_fmadd_ps(d, s, acc)
+    },
+    finish: |acc, _extra| hsum_ps(acc)
+);
+
+tile_kernel!(
+    tile_q4_1_q8_1_avx2, tile_q4_1_q8_1, q4_1_q8_1, 20, 36,
+    prep: |xb| (nibbles32(xb.add(4)), f16x2(xb)),
+    step: |w, yb, acc, extra| {
+        let (qx, dm) = w;
+        let p = _mm_mul_ps(dm, f16x2(yb));
+        *extra = _mm_add_ps(*extra, p);
+        let qy = _mm256_loadu_si256(yb.add(4) as *const __m256i);
+        _mm256_fmadd_ps(_mm256_broadcastss_ps(p), mul_sum_u8_i8(qx, qy), acc)
+    },
+    finish: |acc, extra| hsum_ps(acc) + _mm_cvtss_f32(_mm_movehdup_ps(extra))
+);
+
+tile_kernel!(
+    tile_q8_0_q8_0_avx2, tile_q8_0_q8_0, q8_0_q8_0, 34, 34,
+    prep: |xb| {
+        let qx = _mm256_loadu_si256(xb.add(2) as *const __m256i);
+        (_mm256_sign_epi8(qx, qx), qx, f16x2(xb))
+    },
+    step: |w, yb, acc, _extra| {
+        let (ax, qx, dx) = w;
+        let d = _mm256_broadcastss_ps(_mm_mul_ss(dx, f16x2(yb)));
+        let sy = _mm256_sign_epi8(_mm256_loadu_si256(yb.add(2) as *const __m256i), qx);
+        let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1)));
+        _mm256_fmadd_ps(d, s, acc)
+    },
+    finish: |acc, _extra| hsum_ps(acc)
+);

@@ -242,3 +242,37 @@ fn simd_equals_scalar_on_extremes_and_zero_scales() {
         check_simd_matches(fmt, 1, 13, 1.0, 1.0); // single block (no loop body repeats)
     }
 }
+
+/// The tile kernels (rows × activations per call) give exactly what the single dot gives for
+/// every element, so a token's result does not depend on the batch it is computed in.
+#[test]
+fn tile_kernels_equal_single_dots_bit_for_bit() {
+    let (rows, n_acts) = (5usize, 11usize);
+    for fmt in formats().iter().filter(|f| f.tile_avx2.is_some()) {
+        if !edgeinfer_kernels::simd_available() {
+            return;
+        }
+        let (tile, dot) = (fmt.tile_avx2.unwrap(), fmt.vec_dot_avx2.unwrap());
+        for blocks in [1usize, 2, 3, 18] {
+            let n = blocks * fmt.dtype.block_size();
+            let w = weight_bytes(fmt, rows * blocks, 3, 1.0);
+            let x: Vec<f32> = (0..n * n_acts).map(|i| (i as f32 * 0.77).sin()).collect();
+            let a = quantize_to_vec(fmt.vec_dot_type, &x).unwrap();
+            let (wrb, arb) = (w.len() / rows, a.len() / n_acts);
+            let stride = n_acts + 2;
+            let mut out = vec![f32::NAN; rows * stride];
+            tile(n, &w, rows, &a, n_acts, &mut out, stride);
+            for r in 0..rows {
+                for t in 0..n_acts {
+                    let want = dot(n, &w[r * wrb..(r + 1) * wrb], &a[t * arb..(t + 1) * arb]);
+                    assert_eq!(
+                        out[r * stride + t].to_bits(),
+                        want.to_bits(),
+                        "{} blocks={blocks} r={r} t={t}",
+                        fmt.dtype
+                    );
+                }
+            }
+        }
+    }
+}

@@ -9,7 +9,7 @@
 use edgeinfer_kernels::ops::{self, rope_freqs};
 use std::time::{Duration, Instant};
 
-use edgeinfer_kernels::Activations;
+use edgeinfer_kernels::{Activations, Matrix};
 use rayon::prelude::*;
 
 use crate::model::WeightRef;
@@ -385,17 +385,29 @@ fn project(
     x: &[f32],
     outs: &mut [(&WeightRef, &mut Vec<f32>)],
 ) -> Result<(), TransformerError> {
-    let mut quantized_as = None;
-    for (w, out) in outs.iter_mut() {
-        let mat = m.matrix(w);
-        match precision {
-            Precision::ExactF32 => mat.matmul_f32_exact(x, out)?,
-            Precision::Quantized => {
-                if quantized_as != Some(mat.act_type()) {
-                    act.quantize(mat.act_type(), x, mat.cols())?;
-                    quantized_as = Some(mat.act_type());
+    match precision {
+        Precision::ExactF32 => {
+            for (w, out) in outs.iter_mut() {
+                m.matrix(w).matmul_f32_exact(x, out)?;
+            }
+        }
+        Precision::Quantized => {
+            // Group consecutive weights taking the same activation type: quantize once, run
+            // their matvecs in one parallel region.
+            let mut i = 0;
+            while i < outs.len() {
+                let act_type = m.matrix(outs[i].0).act_type();
+                let mut j = i + 1;
+                while j < outs.len() && m.matrix(outs[j].0).act_type() == act_type {
+                    j += 1;
                 }
-                mat.matmul(act, out)?;
+                act.quantize(act_type, x, m.matrix(outs[i].0).cols())?;
+                let mut jobs: Vec<(Matrix<'_>, &mut [f32])> = outs[i..j]
+                    .iter_mut()
+                    .map(|(w, out)| (m.matrix(w), out.as_mut_slice()))
+                    .collect();
+                Matrix::matvec_many(&mut jobs, act)?;
+                i = j;
             }
         }
     }
