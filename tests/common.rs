@@ -43,3 +43,18 @@ pub fn reference(name: &str) -> serde_json::Value {
     }
     panic!("reference file {name} not found in ../shared/reference or fixtures/reference");
 }
+
+/// The body of *Botchan* (fetched by `scripts/fetch-botchan.sh`, checksum-verified).
+pub fn botchan() -> String {
+    let out = Command::new("bash")
+        .arg(root().join("scripts/fetch-botchan.sh"))
+        .output()
+        .expect("running scripts/fetch-botchan.sh");
+    assert!(
+        out.status.success(),
+        "scripts/fetch-botchan.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}

@@ -223,12 +223,6 @@ pub fn tokenize(out: &mut impl Write, margs: &ModelArgs, text: &str, as_json: bo
     Ok(())
 }
 
-fn log_softmax_at(row: &[f32], id: usize) -> f64 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = row.iter().map(|&v| f64::from(v - max).exp()).sum();
-    f64::from(row[id] - max) - sum.ln()
-}
-
 fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
     let mut idx: Vec<(u32, f32)> = row
         .iter()
@@ -281,7 +275,9 @@ pub fn score(
     let mut total = 0.0;
     let mut rows = Vec::with_capacity(ids.len());
     for (pos, row) in logits.chunks_exact(vocab).enumerate() {
-        let next = ids.get(pos + 1).map(|&n| log_softmax_at(row, n as usize));
+        let next = ids
+            .get(pos + 1)
+            .map(|&n| edgeinfer_transformer::log_prob(row, n as usize));
         total += next.unwrap_or(0.0);
         rows.push((pos, top_k(row, k), next));
     }
@@ -337,22 +333,11 @@ pub fn perplexity(
         )
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let tk = &model.tokenizer;
-    let tokens = tk.encode(text, true)?;
+    let tokens = model.tokenizer.encode(text, true)?;
     if ctx < 2 || ctx > model.config.context_length {
         bail!("--ctx must be in 2..={}", model.config.context_length);
     }
-    let available = tokens.len() / ctx;
-    let n_chunks = chunks.map_or(available, |c| c.min(available));
-    if n_chunks == 0 {
-        bail!(
-            "{}: {} tokens is less than one window of {ctx}",
-            file.display(),
-            tokens.len()
-        );
-    }
-    let first = ctx / 2;
-    let vocab = model.config.vocab_size;
+    let n_chunks = chunks.map_or(tokens.len() / ctx, |c| c.min(tokens.len() / ctx));
     let mut session = Session::new(&model, ctx);
     let bar = indicatif::ProgressBar::new(n_chunks as u64);
     bar.set_style(
@@ -361,34 +346,14 @@ pub fn perplexity(
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let (mut nll, mut nll2, mut count) = (0.0f64, 0.0f64, 0usize);
-    let mut per_chunk = Vec::with_capacity(n_chunks);
     let t0 = Instant::now();
-    for c in 0..n_chunks {
-        let mut window = tokens[c * ctx..(c + 1) * ctx].to_vec();
-        if tk.add_bos() {
-            if let Some(b) = tk.bos() {
-                window[0] = b;
-            }
-        }
-        let logits = session.forward_logits(&window, 0, Logits::From(first))?;
-        for (j, row) in logits.chunks_exact(vocab).enumerate().take(ctx - 1 - first) {
-            let v = -log_softmax_at(row, window[first + j + 1] as usize);
-            nll += v;
-            nll2 += v * v;
-            count += 1;
-        }
-        let ppl = (nll / count as f64).exp();
-        per_chunk.push(ppl);
+    let r = edgeinfer_transformer::perplexity(&mut session, &tokens, ctx, chunks, |_, ppl| {
         bar.set_message(format!("ppl {ppl:.4}"));
         bar.inc(1);
-    }
+    })
+    .with_context(|| file.display().to_string())?;
     bar.finish_and_clear();
-    let mean = nll / count as f64;
-    let ppl = mean.exp();
-    // llama.cpp's uncertainty: standard error of the mean NLL, propagated through exp.
-    let var = (nll2 / count as f64 - mean * mean).max(0.0);
-    let err = ppl * (var / (count as f64 - 1.0).max(1.0)).sqrt();
+    let (ppl, err, count, per_chunk) = (r.ppl, r.ppl_err, r.scored, r.per_chunk);
     if as_json {
         writeln!(
             out,

@@ -1,0 +1,26 @@
+//! Perplexity of SmolLM2 Q4_1 on *Botchan* against llama.cpp's figure for the same file and
+//! method (ctx 512, first 10 windows: 31.68; ../shared/DATA.md).
+
+use edgeinfer_transformer::{perplexity, Model, Session};
+
+#[test]
+fn botchan_perplexity_matches_llama_cpp() {
+    let model = Model::load(edgeinfer_e2e::default_model()).unwrap();
+    let tokens = model
+        .tokenizer
+        .encode(&edgeinfer_e2e::botchan(), true)
+        .unwrap();
+    let mut s = Session::new(&model, 512);
+    let r = perplexity(&mut s, &tokens, 512, Some(10), |_, _| {}).unwrap();
+    eprintln!(
+        "botchan ppl (10 x 512) = {:.4} ± {:.4}; llama.cpp 31.68",
+        r.ppl, r.ppl_err
+    );
+    assert_eq!(r.per_chunk.len(), 10);
+    assert_eq!(r.scored, 10 * 255);
+    assert!(
+        (r.ppl - 31.68).abs() / 31.68 < 0.02,
+        "perplexity {} vs llama.cpp 31.68",
+        r.ppl
+    );
+}
