@@ -43,11 +43,17 @@ impl Activations {
         let row_bytes = bytes_for(dtype, cols, "quantize activations")?;
         let rows = x.len() / cols;
         self.data.resize(rows * row_bytes, 0);
-        for (src, dst) in x
-            .chunks_exact(cols)
-            .zip(self.data.chunks_exact_mut(row_bytes))
-        {
-            from(src, dst);
+        if rows >= 16 {
+            x.par_chunks_exact(cols)
+                .zip(self.data.par_chunks_exact_mut(row_bytes))
+                .for_each(|(src, dst)| from(src, dst));
+        } else {
+            for (src, dst) in x
+                .chunks_exact(cols)
+                .zip(self.data.chunks_exact_mut(row_bytes))
+            {
+                from(src, dst);
+            }
         }
         self.dtype = Some(dtype);
         self.rows = rows;
@@ -192,11 +198,7 @@ impl<'t> Matrix<'t> {
                     }
                 }
             });
-        for (r, col) in tr.chunks_exact(t_n.max(1)).enumerate() {
-            for (t, v) in col.iter().enumerate() {
-                out[t * self.rows + r] = *v;
-            }
-        }
+        transpose_into(&tr, self.rows, t_n, out);
         Ok(())
     }
 
@@ -366,11 +368,28 @@ impl<'t> Matrix<'t> {
         } else {
             tr.par_chunks_mut(chunk * t_n).enumerate().for_each(work);
         }
-        for (r, col) in tr.chunks_exact(t_n).enumerate() {
-            for (t, v) in col.iter().enumerate() {
-                out[t * self.rows + r] = *v;
+        transpose_into(&tr, self.rows, t_n, out);
+        Ok(())
+    }
+}
+
+/// `out[t][r] = tr[r][t]` for `tr` of `rows × t_n`, in parallel over blocks of 16 output rows
+/// (each block reads 64-byte runs of `tr`).
+fn transpose_into(tr: &[f32], rows: usize, t_n: usize, out: &mut [f32]) {
+    const TB: usize = 16;
+    let work = |(bi, block): (usize, &mut [f32])| {
+        let t0 = bi * TB;
+        let nt = block.len() / rows;
+        for r in 0..rows {
+            let src = &tr[r * t_n + t0..r * t_n + t0 + nt];
+            for (k, v) in src.iter().enumerate() {
+                block[k * rows + r] = *v;
             }
         }
-        Ok(())
+    };
+    if rows * t_n < 64 * 1024 || rayon::current_num_threads() == 1 {
+        out.chunks_mut(rows * TB).enumerate().for_each(work);
+    } else {
+        out.par_chunks_mut(rows * TB).enumerate().for_each(work);
     }
 }
