@@ -179,3 +179,55 @@ fn kv_cache_decode_equals_full_recompute() {
         assert!(max < 1e-3, "{precision:?}: rewound logits differ by {max}");
     }
 }
+
+#[test]
+fn long_inputs_split_into_micro_batches_match_any_chunking() {
+    let m = model();
+    let text =
+        "It was a bright cold day in April, and the clocks were striking thirteen. ".repeat(30);
+    let toks = m.tokenizer.encode(&text, true).unwrap();
+    assert!(
+        toks.len() > 2 * edgeinfer_transformer::MAX_BATCH,
+        "{} tokens",
+        toks.len()
+    );
+    let vocab = m.config.vocab_size;
+    let mut a = Session::new(m, toks.len());
+    let all = a.forward_logits(&toks, 0, Logits::All).unwrap();
+    assert_eq!(all.len(), toks.len() * vocab);
+    // the same positions computed in chunks of 100 through the cache
+    let mut b = Session::new(m, toks.len());
+    let mut chunked = Vec::new();
+    for start in (0..toks.len()).step_by(100) {
+        let end = (start + 100).min(toks.len());
+        chunked.extend(
+            b.forward_logits(&toks[start..end], start, Logits::All)
+                .unwrap(),
+        );
+    }
+    let max = all
+        .iter()
+        .zip(&chunked)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        max < 1e-4,
+        "micro-batched vs chunked logits differ by {max}"
+    );
+    // From(k) returns exactly the tail of All
+    let mut c = Session::new(m, toks.len());
+    let k = toks.len() - 150;
+    let tail = c.forward_logits(&toks, 0, Logits::From(k)).unwrap();
+    assert_eq!(tail.len(), 150 * vocab);
+    assert!(tail
+        .iter()
+        .zip(&all[k * vocab..])
+        .all(|(x, y)| (x - y).abs() < 1e-4));
+    // and Last is the last row
+    let mut d = Session::new(m, toks.len());
+    let last = d.forward(&toks, 0).unwrap();
+    assert!(last
+        .iter()
+        .zip(&all[(toks.len() - 1) * vocab..])
+        .all(|(x, y)| (x - y).abs() < 1e-4));
+}

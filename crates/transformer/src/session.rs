@@ -15,6 +15,9 @@ use rayon::prelude::*;
 use crate::model::WeightRef;
 use crate::{Model, TransformerError};
 
+/// Longest micro-batch of one forward pass; longer inputs are split.
+pub const MAX_BATCH: usize = 128;
+
 /// How matrix products are computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Precision {
@@ -190,6 +193,59 @@ impl<'m> Session<'m> {
             });
         }
         self.truncate(pos);
+        if tokens.len() <= MAX_BATCH {
+            return self.forward_batch(tokens, pos, which);
+        }
+        // Long inputs run in micro-batches: scratch memory stays bounded by MAX_BATCH, and
+        // the weights re-read per micro-batch cost little next to the batch's compute.
+        let started = Instant::now();
+        let mut total = StepProfile::default();
+        let mut logits = Vec::new();
+        let n = tokens.len();
+        for start in (0..n).step_by(MAX_BATCH) {
+            let end = (start + MAX_BATCH).min(n);
+            let want = match which {
+                Logits::Last if end == n => Some(Logits::Last),
+                Logits::Last => None,
+                Logits::All => Some(Logits::All),
+                Logits::From(f) if f < end => Some(Logits::From(f.saturating_sub(start))),
+                Logits::From(_) => None,
+            };
+            let part = self.forward_batch_inner(&tokens[start..end], pos + start, want)?;
+            logits.extend_from_slice(&part);
+            let p = self.profile;
+            total.matmul += p.matmul;
+            total.attention += p.attention;
+        }
+        if self.profiling {
+            self.profile = StepProfile {
+                tokens: n,
+                pos,
+                total: started.elapsed(),
+                ..total
+            };
+        }
+        Ok(logits)
+    }
+
+    fn forward_batch(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        which: Logits,
+    ) -> Result<Vec<f32>, TransformerError> {
+        self.forward_batch_inner(tokens, pos, Some(which))
+    }
+
+    /// One micro-batch (validated by the caller); `which: None` computes no logits.
+    fn forward_batch_inner(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        which: Option<Logits>,
+    ) -> Result<Vec<f32>, TransformerError> {
+        let m = self.model;
+        let c = &m.config;
         let started = Instant::now();
         let mut clock = Clock::new(self.profiling);
         let (t_n, d) = (tokens.len(), c.d_model);
@@ -304,9 +360,21 @@ impl<'m> Session<'m> {
         self.n_past = pos + t_n;
 
         let first = match which {
-            Logits::Last => t_n - 1,
-            Logits::All => 0,
-            Logits::From(start) => start.min(t_n - 1),
+            None => {
+                if self.profiling {
+                    self.profile = StepProfile {
+                        tokens: t_n,
+                        pos,
+                        total: started.elapsed(),
+                        matmul: clock.matmul,
+                        attention: clock.attention,
+                    };
+                }
+                return Ok(Vec::new());
+            }
+            Some(Logits::Last) => t_n - 1,
+            Some(Logits::All) => 0,
+            Some(Logits::From(start)) => start.min(t_n - 1),
         };
         let rows = t_n - first;
         s.xn.resize(rows * d, 0.0);
