@@ -101,9 +101,9 @@ formats! {
     Q8_1: f::q8_1_to_f32, Some(f::q8_1_from_f32), Q8_1, None, None;
     Q2_K: f::q2_k_to_f32, None, Q8_K, Some(f::dot_q2_k_q8_k_generic), None;
     Q3_K: f::q3_k_to_f32, None, Q8_K, Some(f::dot_q3_k_q8_k_generic), None;
-    Q4_K: f::q4_k_to_f32, None, Q8_K, Some(f::dot_q4_k_q8_k_generic), avx2!(dot_q4_k_q8_k_avx2);
+    Q4_K: f::q4_k_to_f32, Some(f::q4_k_from_f32), Q8_K, Some(f::dot_q4_k_q8_k_generic), avx2!(dot_q4_k_q8_k_avx2);
     Q5_K: f::q5_k_to_f32, None, Q8_K, Some(f::dot_q5_k_q8_k_generic), None;
-    Q6_K: f::q6_k_to_f32, None, Q8_K, Some(f::dot_q6_k_q8_k_generic), avx2!(dot_q6_k_q8_k_avx2);
+    Q6_K: f::q6_k_to_f32, Some(f::q6_k_from_f32), Q8_K, Some(f::dot_q6_k_q8_k_generic), avx2!(dot_q6_k_q8_k_avx2);
     Q8_K: f::q8_k_to_f32, Some(f::q8_k_from_f32), Q8_K, None, None;
 }
 
