@@ -231,6 +231,10 @@ impl GgufFile {
     pub fn metadata(&self) -> &Metadata {
         &self.header.metadata
     }
+    /// Mutable metadata (a loader may take large arrays out once it has used them).
+    pub fn metadata_mut(&mut self) -> &mut Metadata {
+        &mut self.header.metadata
+    }
     /// Tensor table in file order.
     pub fn tensor_infos(&self) -> &[TensorInfo] {
         &self.header.tensors

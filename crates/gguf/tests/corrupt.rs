@@ -394,6 +394,19 @@ fn accessor_errors_name_key_and_types() {
 }
 
 #[test]
+fn metadata_remove_keeps_the_index_consistent() {
+    let mut f = GgufFile::from_bytes(valid().0).unwrap();
+    assert!(f.metadata_mut().remove("general.alignment").is_some());
+    assert!(f.metadata_mut().remove("general.alignment").is_none());
+    assert_eq!(f.metadata().len(), 1);
+    assert_eq!(f.metadata().get_str("general.name").unwrap(), "tiny");
+    assert!(matches!(
+        f.metadata().get_u32("general.alignment"),
+        Err(GgufError::KeyNotFound { .. })
+    ));
+}
+
+#[test]
 fn open_errors_name_the_file() {
     let dir = std::env::temp_dir().join(format!("edgeinfer-gguf-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

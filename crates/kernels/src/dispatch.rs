@@ -132,6 +132,39 @@ pub struct Kernels {
     pub level: Level,
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
     pub axpy: fn(f32, &[f32], &mut [f32]),
+    /// Σ x·y with y in f16 (bits).
+    pub dot_f32_f16: fn(&[f32], &[u16]) -> f32,
+    /// y += a·x with x in f16 (bits).
+    pub axpy_f16: fn(f32, &[u16], &mut [f32]),
+    /// f32 → f16 bits, round to nearest even.
+    pub to_f16: fn(&[f32], &mut [u16]),
+}
+
+fn dot_f32_f16_generic(x: &[f32], y: &[u16]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let n8 = x.len().min(y.len()) / 8 * 8;
+    for (xc, yc) in x[..n8].chunks_exact(8).zip(y[..n8].chunks_exact(8)) {
+        for k in 0..8 {
+            acc[k] += xc[k] * half::f16::from_bits(yc[k]).to_f32();
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (a, b) in x[n8..].iter().zip(&y[n8..]) {
+        s += a * half::f16::from_bits(*b).to_f32();
+    }
+    s
+}
+
+fn axpy_f16_generic(a: f32, x: &[u16], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += a * half::f16::from_bits(*xi).to_f32();
+    }
+}
+
+fn to_f16_generic(x: &[f32], y: &mut [u16]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi = half::f16::from_f32(*xi).to_bits();
+    }
 }
 
 fn dot_f32_generic(x: &[f32], y: &[f32]) -> f32 {
@@ -171,6 +204,9 @@ pub fn kernels() -> &'static Kernels {
                     level: Level::Avx2,
                     dot_f32: crate::x86::dot_f32,
                     axpy: crate::x86::axpy,
+                    dot_f32_f16: crate::x86::dot_f32_f16,
+                    axpy_f16: crate::x86::axpy_f16,
+                    to_f16: crate::x86::to_f16,
                 };
             }
         }
@@ -178,6 +214,9 @@ pub fn kernels() -> &'static Kernels {
             level: Level::Scalar,
             dot_f32: dot_f32_generic,
             axpy: axpy_generic,
+            dot_f32_f16: dot_f32_f16_generic,
+            axpy_f16: axpy_f16_generic,
+            to_f16: to_f16_generic,
         }
     })
 }
@@ -199,6 +238,15 @@ impl Format {
             Level::Scalar => None,
         }
     }
+}
+
+/// The scalar twins of the f16 helpers, for tests comparing them with the dispatched ones.
+pub fn f16_helpers_generic() -> (
+    fn(&[f32], &[u16]) -> f32,
+    fn(f32, &[u16], &mut [f32]),
+    fn(&[f32], &mut [u16]),
+) {
+    (dot_f32_f16_generic, axpy_f16_generic, to_f16_generic)
 }
 
 /// The SIMD level this CPU supports, ignoring `EDGEINFER_KERNELS` (for tests comparing both).

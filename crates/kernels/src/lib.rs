@@ -33,7 +33,8 @@ pub mod ops;
 mod x86;
 
 pub use dispatch::{
-    format, formats, kernels, simd_available, Format, FromF32, Kernels, Level, Tile, ToF32, VecDot,
+    f16_helpers_generic, format, formats, kernels, simd_available, Format, FromF32, Kernels, Level,
+    Tile, ToF32, VecDot,
 };
 pub use edgeinfer_tensor::{DType, Tensor};
 pub use matmul::{Activations, Matrix};

@@ -57,6 +57,25 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     (kernels().axpy)(a, x, y)
 }
 
+/// Σ x·y with `y` in f16 bits, dispatched.
+#[inline]
+pub fn dot_f16(x: &[f32], y: &[u16]) -> f32 {
+    (kernels().dot_f32_f16)(x, y)
+}
+
+/// `y += a·x` with `x` in f16 bits, dispatched.
+#[inline]
+pub fn axpy_f16(a: f32, x: &[u16], y: &mut [f32]) {
+    (kernels().axpy_f16)(a, x, y)
+}
+
+/// Append `x` converted to f16 bits (round to nearest even) to `out`.
+pub fn extend_f16(out: &mut Vec<u16>, x: &[f32]) {
+    let start = out.len();
+    out.resize(start + x.len(), 0);
+    (kernels().to_f16)(x, &mut out[start..]);
+}
+
 /// How rotary embeddings pair the dimensions of a head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RopeStyle {
@@ -137,6 +156,38 @@ mod tests {
         rope(&mut c, 8, &rope_freqs(8, 100.0), 17, RopeStyle::Adjacent);
         let n1: f32 = c.iter().map(|v| v * v).sum();
         assert!((n0 - n1).abs() < 1e-3);
+    }
+
+    #[test]
+    fn f16_helpers_match_their_scalar_twins() {
+        let (dot_g, axpy_g, to_g) = crate::f16_helpers_generic();
+        for n in [0usize, 1, 7, 8, 15, 16, 17, 64, 100] {
+            let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+            let mut h = Vec::new();
+            extend_f16(&mut h, &x);
+            let mut hg = vec![0u16; n];
+            to_g(&x, &mut hg);
+            assert_eq!(h, hg, "f32 -> f16 rounding, n={n}");
+            let mag: f32 = x.iter().map(|v| v * v).sum::<f32>() + 1.0;
+            assert!(
+                (dot_f16(&x, &h) - dot_g(&x, &h)).abs() <= 1e-5 * mag,
+                "dot n={n}"
+            );
+            let (mut y1, mut y2) = (vec![1.0f32; n], vec![1.0f32; n]);
+            axpy_f16(0.5, &h, &mut y1);
+            axpy_g(0.5, &h, &mut y2);
+            assert!(
+                y1.iter()
+                    .zip(&y2)
+                    .all(|(a, b)| (a - b).abs() <= 1e-6 * (1.0 + b.abs())),
+                "axpy n={n}"
+            );
+            assert!(x
+                .iter()
+                .zip(&h)
+                .all(|(a, b)| (a - half::f16::from_bits(*b).to_f32()).abs()
+                    <= 2e-3 * a.abs().max(1e-3)));
+        }
     }
 
     #[test]

@@ -650,3 +650,86 @@ tile_kernel!(
     },
     finish: |acc, _extra| hsum_ps(acc)
 );
+
+// ---------------------------------------------------------------------------------------------
+// f16 helpers for an f16 KV cache: q·k with k in f16, y += a·v with v in f16, f32 → f16.
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f32_f16_ptr(n: usize, x: *const f32, y: *const u16) -> f32 {
+    // SAFETY: x and y point to n values each (guaranteed by the caller).
+    unsafe {
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 16 <= n {
+            let k0 = _mm256_cvtph_ps(_mm_loadu_si128(y.add(i) as *const __m128i));
+            let k1 = _mm256_cvtph_ps(_mm_loadu_si128(y.add(i + 8) as *const __m128i));
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(i)), k0, acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(i + 8)), k1, acc1);
+            i += 16;
+        }
+        let mut s = hsum_ps(_mm256_add_ps(acc0, acc1));
+        while i < n {
+            s += *x.add(i) * f16_load(y.add(i) as *const u8);
+            i += 1;
+        }
+        s
+    }
+}
+
+/// Σ x·y with y in f16.
+pub(crate) fn dot_f32_f16(x: &[f32], y: &[u16]) -> f32 {
+    let n = x.len().min(y.len());
+    // SAFETY: only installed when `detected()`; both pointers cover n values.
+    unsafe { dot_f32_f16_ptr(n, x.as_ptr(), y.as_ptr()) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn axpy_f16_ptr(n: usize, a: f32, x: *const u16, y: *mut f32) {
+    // SAFETY: x and y point to n values each, y writable (guaranteed by the caller).
+    unsafe {
+        let va = _mm256_set1_ps(a);
+        let mut i = 0;
+        while i + 8 <= n {
+            let v = _mm256_cvtph_ps(_mm_loadu_si128(x.add(i) as *const __m128i));
+            _mm256_storeu_ps(y.add(i), _mm256_fmadd_ps(va, v, _mm256_loadu_ps(y.add(i))));
+            i += 8;
+        }
+        while i < n {
+            *y.add(i) += a * f16_load(x.add(i) as *const u8);
+            i += 1;
+        }
+    }
+}
+
+/// y += a·x with x in f16.
+pub(crate) fn axpy_f16(a: f32, x: &[u16], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    // SAFETY: only installed when `detected()`; both pointers cover n values.
+    unsafe { axpy_f16_ptr(n, a, x.as_ptr(), y.as_mut_ptr()) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn to_f16_ptr(n: usize, x: *const f32, y: *mut u16) {
+    // SAFETY: x and y point to n values each, y writable (guaranteed by the caller).
+    unsafe {
+        let mut i = 0;
+        while i + 8 <= n {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(x.add(i)));
+            _mm_storeu_si128(y.add(i) as *mut __m128i, h);
+            i += 8;
+        }
+        while i < n {
+            let h = _mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(*x.add(i)));
+            *y.add(i) = _mm_extract_epi16::<0>(h) as u16;
+            i += 1;
+        }
+    }
+}
+
+/// f32 → f16 (round to nearest even), element-wise.
+pub(crate) fn to_f16(x: &[f32], y: &mut [u16]) {
+    let n = x.len().min(y.len());
+    // SAFETY: only installed when `detected()`; both pointers cover n values.
+    unsafe { to_f16_ptr(n, x.as_ptr(), y.as_mut_ptr()) }
+}

@@ -98,7 +98,11 @@ impl Config {
         let rms_eps = md.get_float(&key(&arch, "attention.layer_norm_rms_epsilon"))?;
         let context_length = get("context_length")?;
         let vocab_size = match get("vocab_size") {
-            Err(GgufError::KeyNotFound { .. }) => md.get_str_array("tokenizer.ggml.tokens")?.len(),
+            // No key: the vocabulary's length (0 here if the array was moved out; the model
+            // loader then takes it from the tokenizer).
+            Err(GgufError::KeyNotFound { .. }) => md
+                .get_str_array("tokenizer.ggml.tokens")
+                .map_or(0, |t| t.len()),
             r => r?,
         };
         Ok(Config {

@@ -36,7 +36,7 @@ pub use generate::{Generator, Piece, StopReason, TokenStream};
 pub use model::{Layer, Model, WeightRef};
 pub use perplexity::{log_prob, perplexity, Perplexity};
 pub use sampler::{Sampler, SamplerConfig};
-pub use session::{Logits, Precision, Session, StepProfile, MAX_BATCH};
+pub use session::{KvType, Logits, Precision, Session, StepProfile, MAX_BATCH};
 pub use tokenizer::{token_type, Tokenizer};
 
 use edgeinfer_tensor::DType;

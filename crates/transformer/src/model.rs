@@ -141,15 +141,34 @@ impl Loader<'_> {
 
 impl Model {
     /// Memory-map `path` and load the model.
+    ///
+    /// The vocabulary arrays (`tokenizer.ggml.tokens`, `merges`, `token_type`) are moved out of
+    /// the file's metadata once the tokenizer is built from them, so they are not held twice.
     pub fn load(path: impl AsRef<Path>) -> Result<Model, TransformerError> {
-        Model::from_file(Arc::new(GgufFile::open(path)?))
+        let mut file = GgufFile::open(path)?;
+        let tokenizer = Tokenizer::from_metadata(file.metadata())?;
+        for key in [
+            "tokenizer.ggml.tokens",
+            "tokenizer.ggml.merges",
+            "tokenizer.ggml.token_type",
+        ] {
+            file.metadata_mut().remove(key);
+        }
+        Model::build(Arc::new(file), tokenizer)
     }
 
     /// Load from an opened GGUF file (shared; the model keeps it alive).
     pub fn from_file(file: Arc<GgufFile>) -> Result<Model, TransformerError> {
+        let tokenizer = Tokenizer::from_metadata(file.metadata())?;
+        Model::build(file, tokenizer)
+    }
+
+    fn build(file: Arc<GgufFile>, tokenizer: Tokenizer) -> Result<Model, TransformerError> {
         let md = file.metadata();
-        let config = Config::from_metadata(md)?;
-        let tokenizer = Tokenizer::from_metadata(md)?;
+        let mut config = Config::from_metadata(md)?;
+        if config.vocab_size == 0 {
+            config.vocab_size = tokenizer.vocab_size();
+        }
         if tokenizer.vocab_size() != config.vocab_size {
             return Err(TransformerError::BadConfig {
                 what: format!(

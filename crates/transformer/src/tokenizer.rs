@@ -82,8 +82,10 @@ const EOG_TEXTS: &[&str] = &[
 /// Tokenizer plus the special-token facts generation needs.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
-    /// Raw bytes of every token (byte-level symbols decoded; control tokens as their text).
-    bytes: Vec<Vec<u8>>,
+    /// Raw bytes of every token (byte-level symbols decoded; control tokens as their text),
+    /// concatenated; token i is `bytes[offsets[i]..offsets[i + 1]]`.
+    bytes: Vec<u8>,
+    offsets: Vec<u32>,
     types: Vec<i32>,
     bos: Option<u32>,
     eos: Option<u32>,
@@ -94,7 +96,7 @@ pub struct Tokenizer {
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tokenizer")
-            .field("vocab", &self.bytes.len())
+            .field("vocab", &self.vocab_size())
             .field("bos", &self.bos)
             .field("eos", &self.eos)
             .finish()
@@ -199,23 +201,26 @@ impl Tokenizer {
         for (b, c) in table.iter().enumerate() {
             inverse.insert(*c, b as u8);
         }
-        let bytes = tokens
-            .iter()
-            .zip(&types)
-            .map(|(t, &ty)| {
-                if ty == token_type::CONTROL || ty == token_type::USER_DEFINED {
-                    return t.as_bytes().to_vec();
-                }
-                let mut out = Vec::with_capacity(t.len());
+        let mut bytes = Vec::with_capacity(tokens.iter().map(|t| t.len()).sum());
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0u32);
+        for (t, &ty) in tokens.iter().zip(&types) {
+            if ty == token_type::CONTROL || ty == token_type::USER_DEFINED {
+                bytes.extend_from_slice(t.as_bytes());
+            } else {
                 for c in t.chars() {
                     match inverse.get(&c) {
-                        Some(&b) => out.push(b),
-                        None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+                        Some(&b) => bytes.push(b),
+                        None => bytes.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
                     }
                 }
-                out
-            })
-            .collect();
+            }
+            offsets.push(
+                u32::try_from(bytes.len()).map_err(|_| TransformerError::BadConfig {
+                    what: "vocabulary larger than 4 GiB".into(),
+                })?,
+            );
+        }
 
         let bos = optional_id(md, "tokenizer.ggml.bos_token_id", n)?;
         let eos = optional_id(md, "tokenizer.ggml.eos_token_id", n)?;
@@ -244,6 +249,7 @@ impl Tokenizer {
         Ok(Tokenizer {
             inner,
             bytes,
+            offsets,
             types,
             bos,
             eos,
@@ -274,10 +280,11 @@ impl Tokenizer {
 
     /// The raw bytes of a token (control tokens as their text); empty for an unknown id.
     pub fn token_bytes(&self, id: u32) -> &[u8] {
-        self.bytes
-            .get(id as usize)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        let i = id as usize;
+        match (self.offsets.get(i), self.offsets.get(i + 1)) {
+            (Some(&a), Some(&b)) => &self.bytes[a as usize..b as usize],
+            _ => &[],
+        }
     }
 
     /// Whether `id` is a control token (not rendered in generated text).
@@ -298,7 +305,7 @@ impl Tokenizer {
 
     /// Vocabulary size.
     pub fn vocab_size(&self) -> usize {
-        self.bytes.len()
+        self.offsets.len() - 1
     }
     /// Beginning-of-sequence id.
     pub fn bos(&self) -> Option<u32> {
