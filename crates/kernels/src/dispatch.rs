@@ -210,14 +210,7 @@ pub fn kernels() -> &'static Kernels {
                 };
             }
         }
-        Kernels {
-            level: Level::Scalar,
-            dot_f32: dot_f32_generic,
-            axpy: axpy_generic,
-            dot_f32_f16: dot_f32_f16_generic,
-            axpy_f16: axpy_f16_generic,
-            to_f16: to_f16_generic,
-        }
+        scalar_kernels()
     })
 }
 
@@ -240,13 +233,17 @@ impl Format {
     }
 }
 
-/// The scalar twins of the f16 helpers, for tests comparing them with the dispatched ones.
-pub fn f16_helpers_generic() -> (
-    fn(&[f32], &[u16]) -> f32,
-    fn(f32, &[u16], &mut [f32]),
-    fn(&[f32], &mut [u16]),
-) {
-    (dot_f32_f16_generic, axpy_f16_generic, to_f16_generic)
+/// The scalar reference kernels, whatever the CPU (for tests comparing them with the
+/// dispatched ones).
+pub fn scalar_kernels() -> Kernels {
+    Kernels {
+        level: Level::Scalar,
+        dot_f32: dot_f32_generic,
+        axpy: axpy_generic,
+        dot_f32_f16: dot_f32_f16_generic,
+        axpy_f16: axpy_f16_generic,
+        to_f16: to_f16_generic,
+    }
 }
 
 /// The SIMD level this CPU supports, ignoring `EDGEINFER_KERNELS` (for tests comparing both).

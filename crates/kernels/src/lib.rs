@@ -33,7 +33,7 @@ pub mod ops;
 mod x86;
 
 pub use dispatch::{
-    f16_helpers_generic, format, formats, kernels, simd_available, Format, FromF32, Kernels, Level,
+    format, formats, kernels, scalar_kernels, simd_available, Format, FromF32, Kernels, Level,
     Tile, ToF32, VecDot,
 };
 pub use edgeinfer_tensor::{DType, Tensor};
