@@ -248,3 +248,15 @@ impl Model {
         per_layer + self.output.n_bytes + self.token_embd.n_bytes / self.config.vocab_size.max(1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Load once, share across threads: the model must be `Send + Sync` (checked at compile
+    /// time; a non-thread-safe field would fail the build of this test).
+    #[test]
+    fn model_is_send_and_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<super::Model>();
+        check::<std::sync::Arc<super::Model>>();
+    }
+}
