@@ -67,16 +67,6 @@ fn tokenizer_matches_reference_ids() {
     }
 }
 
-fn argmax(x: &[f32]) -> u32 {
-    let mut b = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[b] {
-            b = i;
-        }
-    }
-    b as u32
-}
-
 #[test]
 fn exact_f32_greedy_matches_reference_ids_and_logits() {
     let m = model();
@@ -91,7 +81,7 @@ fn exact_f32_greedy_matches_reference_ids_and_logits() {
             for &(id, l) in &tops[step] {
                 max_err = max_err.max((logits[id as usize] - l).abs());
             }
-            let got = argmax(&logits);
+            let got = edgeinfer_transformer::argmax(&logits);
             assert_eq!(got, expected, "{name}: step {step} greedy id");
             if step + 1 < want.len() {
                 logits = s.forward(&[got], s.n_past()).unwrap();
@@ -118,7 +108,7 @@ fn quantized_teacher_forced_within_reference_tolerances() {
         let (mut agree, mut sum_abs, mut n_abs, mut max_abs) = (0, 0.0f32, 0, 0.0f32);
         for (step, top) in tops.iter().enumerate() {
             let row = &all[(prompt.len() - 1 + step) * vocab..][..vocab];
-            let got = argmax(row);
+            let got = edgeinfer_transformer::argmax(row);
             let margin = top[0].1 - top[1].1;
             if margin >= 1.0 {
                 assert_eq!(

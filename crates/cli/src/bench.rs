@@ -187,7 +187,7 @@ pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
                     let mut logits = s.forward(&first, 0)?;
                     let mut total = Duration::ZERO;
                     for step in 0..a.n_gen {
-                        let tok = argmax(&logits);
+                        let tok = edgeinfer_transformer::argmax(&logits);
                         let t = Instant::now();
                         logits = s.forward(&[tok], s.n_past())?;
                         // the first decode step is excluded from the rate
@@ -304,16 +304,6 @@ pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
         bytes_per_token / 1e6
     )?;
     Ok(())
-}
-
-fn argmax(x: &[f32]) -> u32 {
-    let mut b = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[b] {
-            b = i;
-        }
-    }
-    b as u32
 }
 
 fn write_trace(path: &PathBuf, rows: &[TraceRow]) -> Result<()> {

@@ -35,6 +35,20 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
+/// The largest magnitude in `x` and the value (with its sign) that has it; the first such value
+/// on ties, as ggml's reference quantizers.
+#[inline]
+fn abs_max(x: &[f32]) -> (f32, f32) {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    (amax, max)
+}
+
 /// ggml's `nearest_int`: round to nearest, ties to even, for |x| < 2^22.
 #[inline(always)]
 fn nearest_int(x: f32) -> i32 {
@@ -103,14 +117,7 @@ pub(crate) fn q4_0_to_f32(src: &[u8], dst: &mut [f32]) {
 
 pub(crate) fn q4_0_from_f32(src: &[f32], dst: &mut [u8]) {
     for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(18)) {
-        let mut amax = 0.0f32;
-        let mut max = 0.0f32;
-        for &v in x {
-            if amax < v.abs() {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let (_, max) = abs_max(x);
         let d = max / -8.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         put_f16(b, 0, d);
@@ -166,14 +173,7 @@ pub(crate) fn q5_0_to_f32(src: &[u8], dst: &mut [f32]) {
 
 pub(crate) fn q5_0_from_f32(src: &[f32], dst: &mut [u8]) {
     for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(22)) {
-        let mut amax = 0.0f32;
-        let mut max = 0.0f32;
-        for &v in x {
-            if amax < v.abs() {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let (_, max) = abs_max(x);
         let d = max / -16.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         put_f16(b, 0, d);
@@ -448,14 +448,7 @@ pub(crate) fn q8_k_to_f32(src: &[u8], dst: &mut [f32]) {
 /// (so the other extreme may reach 128, clamped to 127); block sums of 16 kept for K-quant dots.
 pub(crate) fn q8_k_from_f32(src: &[f32], dst: &mut [u8]) {
     for (x, b) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(292)) {
-        let mut amax = 0.0f32;
-        let mut max = 0.0f32;
-        for &v in x {
-            if amax < v.abs() {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let (amax, max) = abs_max(x);
         if amax == 0.0 {
             b.fill(0);
             continue;
@@ -889,14 +882,7 @@ pub(crate) fn q4_k_from_f32(src: &[f32], dst: &mut [u8]) {
 /// ggml's `make_qx_quants` with rmse_type 1 (weights x²): symmetric scale for `x`, levels
 /// (offset by `nmax`) in `l`.
 fn make_qx_quants(x: &[f32], nmax: i32, l: &mut [u8]) -> f32 {
-    let mut max = 0.0f32;
-    let mut amax = 0.0f32;
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    let (amax, max) = abs_max(x);
     if amax < 1e-15 {
         l.iter_mut().for_each(|v| *v = 0);
         return 0.0;

@@ -35,7 +35,7 @@ pub use config::{Config, SUPPORTED_ARCHITECTURES};
 pub use generate::{Generator, Piece, StopReason, TokenStream};
 pub use model::{Layer, Model, WeightRef};
 pub use perplexity::{log_prob, perplexity, Perplexity};
-pub use sampler::{Sampler, SamplerConfig};
+pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use session::{KvType, Logits, Precision, Session, StepProfile, MAX_BATCH};
 pub use tokenizer::{token_type, Tokenizer};
 

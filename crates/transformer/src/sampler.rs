@@ -204,8 +204,8 @@ impl Sampler {
     }
 }
 
-/// Index of the largest value (lowest index on ties; NaN never wins).
-pub(crate) fn argmax(x: &[f32]) -> u32 {
+/// Index of the largest value (lowest index on ties; NaN never wins): the greedy choice.
+pub fn argmax(x: &[f32]) -> u32 {
     let mut best = 0usize;
     for (i, &v) in x.iter().enumerate() {
         if v > x[best] || x[best].is_nan() {
