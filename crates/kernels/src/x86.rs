@@ -654,34 +654,12 @@ tile_kernel!(
 // ---------------------------------------------------------------------------------------------
 // f16 helpers for an f16 KV cache: q·k with k in f16, y += a·v with v in f16, f32 → f16.
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_f32_f16_ptr(n: usize, x: *const f32, y: *const u16) -> f32 {
-    // SAFETY: x and y point to n values each (guaranteed by the caller).
-    unsafe {
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 16 <= n {
-            let k0 = _mm256_cvtph_ps(_mm_loadu_si128(y.add(i) as *const __m128i));
-            let k1 = _mm256_cvtph_ps(_mm_loadu_si128(y.add(i + 8) as *const __m128i));
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(i)), k0, acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(i + 8)), k1, acc1);
-            i += 16;
-        }
-        let mut s = hsum_ps(_mm256_add_ps(acc0, acc1));
-        while i < n {
-            s += *x.add(i) * f16_load(y.add(i) as *const u8);
-            i += 1;
-        }
-        s
-    }
-}
-
 /// Σ x·y with y in f16.
 pub(crate) fn dot_f32_f16(x: &[f32], y: &[u16]) -> f32 {
     let n = x.len().min(y.len());
-    // SAFETY: only installed when `detected()`; both pointers cover n values.
-    unsafe { dot_f32_f16_ptr(n, x.as_ptr(), y.as_ptr()) }
+    // SAFETY: only installed when `detected()`; y covers n f16 values (2n bytes) and x n f32
+    // values (4n bytes), as the F16·F32 weight kernel reads them.
+    unsafe { f16_f32(n, y.as_ptr() as *const u8, x.as_ptr() as *const u8) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
