@@ -150,3 +150,18 @@ pub fn vec_dot(wtype: DType, n: usize, w: &[u8], a: &[u8]) -> Result<f32, Kernel
     }
     Ok(dot(n, w, a))
 }
+
+/// The CPU's time-stamp counter (x86-64 `rdtsc`), for measuring work in clock cycles; 0 on
+/// targets without one. The counter ticks at a constant rate on current CPUs (the nominal
+/// frequency), so cycles here are reference cycles, not core cycles under turbo.
+pub fn cycles() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: rdtsc has no preconditions and is part of the x86-64 baseline.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        0
+    }
+}

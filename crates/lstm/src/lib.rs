@@ -1,0 +1,85 @@
+//! An LSTM text classifier whose weights, tokenizer and label names live in one GGUF file.
+//!
+//! Embedding → LSTM layer(s) (optionally bidirectional) → final hidden state (forward and
+//! backward directions concatenated) → linear → softmax.
+//!
+//! # Gate order and equations
+//!
+//! The same as PyTorch's `nn.LSTM`, so its `state_dict` loads unchanged (after a transpose-free
+//! reshape: a PyTorch `[4H, in]` matrix is a GGUF tensor of shape `[in, 4H]`, rows of `in`):
+//!
+//! ```text
+//! z = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh        (4H values: i, f, g, o blocks in that order)
+//! i = σ(z_i)   f = σ(z_f)   g = tanh(z_g)   o = σ(z_o)
+//! c_t = f ⊙ c_{t-1} + i ⊙ g        h_t = o ⊙ tanh(c_t)        h_0 = c_0 = 0
+//! ```
+//!
+//! The backward direction of a bidirectional layer reads the sequence from its last token to
+//! its first; its final state is the one after the first token. Layer `k > 0` reads the
+//! per-position outputs of layer `k - 1` (`[h_fwd, h_bwd]` when bidirectional). An empty
+//! sequence has final state zero, so its logits are the output bias.
+//!
+//! # GGUF layout (`general.architecture = "lstm-classifier"`)
+//!
+//! | key | type | meaning |
+//! |---|---|---|
+//! | `lstm-classifier.vocab_size` | u32 | rows of the embedding table |
+//! | `lstm-classifier.embedding_length` | u32 | E |
+//! | `lstm-classifier.hidden_size` | u32 | H |
+//! | `lstm-classifier.block_count` | u32 | LSTM layers |
+//! | `lstm-classifier.bidirectional` | bool | two directions per layer |
+//! | `lstm-classifier.labels` | string array | class names, in logit order |
+//! | `lstm-classifier.max_tokens` | u32 | tokens kept per text (0: all) |
+//! | `lstm-classifier.keep` | string | `first` or `last`: which tokens truncation keeps |
+//! | `tokenizer.huggingface.json` | string | the `tokenizers` JSON of the tokenizer |
+//!
+//! | tensor | GGUF shape | types |
+//! |---|---|---|
+//! | `embedding.weight` | `[E, vocab]` | F32, F16, Q8_0, Q4_0, … |
+//! | `lstm.weight_ih_l{k}[_reverse]` | `[in, 4H]` (`in` = E, or H·dirs for k > 0) | same |
+//! | `lstm.weight_hh_l{k}[_reverse]` | `[H, 4H]` | same |
+//! | `lstm.bias_ih_l{k}[_reverse]`, `lstm.bias_hh_l{k}[_reverse]` | `[4H]` | F32 |
+//! | `fc.weight` | `[H·dirs, classes]` | same as the matrices |
+//! | `fc.bias` | `[classes]` | F32 |
+//!
+//! Quantized types need row lengths that are a multiple of their block size (32 for Q8_0 and
+//! Q4_0): E and H must then be multiples of 32. [`LstmWeights::to_gguf`] keeps a tensor in f32
+//! when its rows do not fit the blocks.
+
+mod config;
+mod model;
+mod weights;
+
+pub use config::{Keep, LstmConfig, ARCH};
+pub use model::{Classification, LstmClassifier, StepTrace};
+pub use weights::{DirectionWeights, LstmWeights};
+
+use edgeinfer_tensor::DType;
+
+/// Errors of the LSTM crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LstmError {
+    #[error(transparent)]
+    Gguf(#[from] edgeinfer_gguf::GgufError),
+    #[error(transparent)]
+    Kernel(#[from] edgeinfer_kernels::KernelError),
+    #[error("not an LSTM classifier: general.architecture is {arch:?}, expected \"lstm-classifier\"")]
+    WrongArchitecture { arch: String },
+    #[error("bad LSTM config: {what}")]
+    BadConfig { what: String },
+    #[error("tensor {name:?} missing from the model file")]
+    MissingTensor { name: String },
+    #[error("tensor {name:?}: expected shape {expected:?}, found {actual:?}")]
+    TensorShape {
+        name: String,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
+    #[error("tensor {name:?} has type {dtype}, which has no matrix kernel")]
+    UnsupportedTensorType { name: String, dtype: DType },
+    #[error("tokenizer: {what}")]
+    Tokenizer { what: String },
+    #[error("token id {id} is outside the vocabulary of {vocab}")]
+    TokenOutOfRange { id: u32, vocab: usize },
+}

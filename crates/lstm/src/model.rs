@@ -1,0 +1,474 @@
+//! Loading a classifier from GGUF and running it: the input projection of every position of a
+//! batch as one matmul, the recurrent projection per step batched across the sequences still
+//! running, and the gate non-linearities and state update fused in one pass.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use edgeinfer_gguf::GgufFile;
+use edgeinfer_kernels::{format, Activations, DType, Matrix};
+use rayon::prelude::*;
+
+use crate::{Keep, LstmConfig, LstmError};
+
+/// Tokens kept per text when the file sets no limit: bounds the memory one text can take.
+pub const MAX_TOKENS: usize = 1 << 16;
+
+/// Sequences per batch group, and tokens per group (a longer single text forms its own group).
+const GROUP_SEQS: usize = 32;
+const GROUP_TOKENS: usize = 8192;
+
+#[derive(Clone, Debug)]
+struct WeightRef {
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+    bytes: Range<usize>,
+}
+
+#[derive(Clone, Debug)]
+struct Direction {
+    w_ih: WeightRef,
+    w_hh: WeightRef,
+    /// `b_ih + b_hh`
+    bias: Vec<f32>,
+}
+
+/// A loaded classifier. `Send + Sync`: share one across threads.
+pub struct LstmClassifier {
+    file: Arc<GgufFile>,
+    pub config: LstmConfig,
+    pub labels: Vec<String>,
+    tokenizer: Option<tokenizers::Tokenizer>,
+    embedding: WeightRef,
+    layers: Vec<Vec<Direction>>,
+    fc: WeightRef,
+    fc_b: Vec<f32>,
+}
+
+impl std::fmt::Debug for LstmClassifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LstmClassifier")
+            .field("config", &self.config)
+            .field("labels", &self.labels)
+            .finish()
+    }
+}
+
+/// A classifier's answer for one text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Classification {
+    /// Index of the most probable class.
+    pub label: usize,
+    /// Softmax probabilities, in label order.
+    pub probs: Vec<f32>,
+    /// Tokens the model read (after truncation).
+    pub n_tokens: usize,
+}
+
+/// Time spent in the recurrent step of each position (all layers and directions summed), plus
+/// the batched work that is not per step. Filled by [`LstmClassifier::logits_traced`].
+#[derive(Clone, Debug, Default)]
+pub struct StepTrace {
+    pub step_nanos: Vec<u64>,
+    pub step_cycles: Vec<u64>,
+    /// Embedding lookup, input projections and output layer.
+    pub batched_nanos: u64,
+}
+
+struct Loader<'f> {
+    file: &'f GgufFile,
+}
+
+impl Loader<'_> {
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<WeightRef, LstmError> {
+        let info = self
+            .file
+            .tensor_info(name)
+            .map_err(|_| LstmError::MissingTensor { name: name.into() })?;
+        if info.shape != [cols, rows] {
+            return Err(LstmError::TensorShape {
+                name: name.into(),
+                expected: vec![cols, rows],
+                actual: info.shape.clone(),
+            });
+        }
+        if !format(info.dtype).is_some_and(|f| f.vec_dot().is_some()) {
+            return Err(LstmError::UnsupportedTensorType {
+                name: name.into(),
+                dtype: info.dtype,
+            });
+        }
+        Ok(WeightRef {
+            dtype: info.dtype,
+            rows,
+            cols,
+            bytes: info.absolute_offset..info.absolute_offset + info.n_bytes,
+        })
+    }
+
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, LstmError> {
+        let info = self
+            .file
+            .tensor_info(name)
+            .map_err(|_| LstmError::MissingTensor { name: name.into() })?;
+        if info.shape != [len] {
+            return Err(LstmError::TensorShape {
+                name: name.into(),
+                expected: vec![len],
+                actual: info.shape.clone(),
+            });
+        }
+        let t = self.file.view(info)?;
+        edgeinfer_kernels::dequantize_to_vec(info.dtype, t.data(), len).map_err(|_| {
+            LstmError::UnsupportedTensorType {
+                name: name.into(),
+                dtype: info.dtype,
+            }
+        })
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// The fused gate epilogue: `z` holds the pre-activations (i, f, g, o blocks) without the
+/// bias; updates `c` and `h` in place.
+fn lstm_cell(z: &[f32], xp: &[f32], bias: &[f32], c: &mut [f32], h: &mut [f32]) {
+    let n = c.len();
+    for j in 0..n {
+        let g = |b: usize| z[b * n + j] + xp[b * n + j] + bias[b * n + j];
+        let i = sigmoid(g(0));
+        let f = sigmoid(g(1));
+        let gg = g(2).tanh();
+        let o = sigmoid(g(3));
+        c[j] = f * c[j] + i * gg;
+        h[j] = o * c[j].tanh();
+    }
+}
+
+fn cycles() -> u64 {
+    edgeinfer_kernels::cycles()
+}
+
+impl LstmClassifier {
+    /// Memory-map `path` and load the classifier.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, LstmError> {
+        Self::from_file(Arc::new(GgufFile::open(path)?))
+    }
+
+    /// Load from an opened GGUF file (kept alive by the classifier).
+    pub fn from_file(file: Arc<GgufFile>) -> Result<Self, LstmError> {
+        let md = file.metadata();
+        let (config, labels) = LstmConfig::from_metadata(md)?;
+        let tokenizer = match md.get("tokenizer.huggingface.json") {
+            None => None,
+            Some(_) => {
+                let json = md.get_str("tokenizer.huggingface.json")?;
+                let tok: tokenizers::Tokenizer =
+                    json.parse().map_err(|e| LstmError::Tokenizer {
+                        what: format!("tokenizer.huggingface.json: {e}"),
+                    })?;
+                if tok.get_vocab_size(true) > config.vocab_size {
+                    return Err(LstmError::BadConfig {
+                        what: format!(
+                            "tokenizer has {} tokens but vocab_size is {}",
+                            tok.get_vocab_size(true),
+                            config.vocab_size
+                        ),
+                    });
+                }
+                Some(tok)
+            }
+        };
+        let l = Loader { file: &file };
+        let c = &config;
+        let h4 = 4 * c.hidden_size;
+        let embedding = l.matrix("embedding.weight", c.vocab_size, c.embed_dim)?;
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for k in 0..c.num_layers {
+            let mut dirs = Vec::with_capacity(c.directions());
+            for d in 0..c.directions() {
+                let s = LstmConfig::suffix(d);
+                let b_ih = l.vector(&format!("lstm.bias_ih_l{k}{s}"), h4)?;
+                let b_hh = l.vector(&format!("lstm.bias_hh_l{k}{s}"), h4)?;
+                dirs.push(Direction {
+                    w_ih: l.matrix(&format!("lstm.weight_ih_l{k}{s}"), h4, c.layer_input(k))?,
+                    w_hh: l.matrix(&format!("lstm.weight_hh_l{k}{s}"), h4, c.hidden_size)?,
+                    bias: b_ih.iter().zip(&b_hh).map(|(a, b)| a + b).collect(),
+                });
+            }
+            layers.push(dirs);
+        }
+        let fc = l.matrix("fc.weight", c.num_classes, c.feature_dim())?;
+        let fc_b = l.vector("fc.bias", c.num_classes)?;
+        Ok(LstmClassifier {
+            config,
+            labels,
+            tokenizer,
+            embedding,
+            layers,
+            fc,
+            fc_b,
+            file,
+        })
+    }
+
+    fn mat(&self, w: &WeightRef) -> Matrix<'_> {
+        Matrix::from_parts(w.dtype, w.rows, w.cols, &self.file.bytes()[w.bytes.clone()])
+            .expect("checked at load")
+    }
+
+    /// The type of the weight matrices (of the LSTM layer 0 input projection).
+    pub fn weight_type(&self) -> DType {
+        self.layers[0][0].w_ih.dtype
+    }
+
+    /// Bytes of the model file.
+    pub fn file_bytes(&self) -> usize {
+        self.file.bytes().len()
+    }
+
+    /// The tokenizer stored in the file.
+    pub fn tokenizer(&self) -> Option<&tokenizers::Tokenizer> {
+        self.tokenizer.as_ref()
+    }
+
+    /// Tokenize `text` with the file's tokenizer and truncate it as the file says.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, LstmError> {
+        let tok = self.tokenizer.as_ref().ok_or_else(|| LstmError::Tokenizer {
+            what: "the model file has no tokenizer.huggingface.json".into(),
+        })?;
+        let enc = tok.encode(text, false).map_err(|e| LstmError::Tokenizer {
+            what: e.to_string(),
+        })?;
+        let mut ids = enc.get_ids().to_vec();
+        let max = match self.config.max_tokens {
+            0 => MAX_TOKENS,
+            m => m.min(MAX_TOKENS),
+        };
+        if ids.len() > max {
+            match self.config.keep {
+                Keep::First => ids.truncate(max),
+                Keep::Last => {
+                    ids.drain(..ids.len() - max);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Classify one text.
+    pub fn classify(&self, text: &str) -> Result<Classification, LstmError> {
+        Ok(self.classify_batch(&[text])?.remove(0))
+    }
+
+    /// Classify many texts: tokenized in parallel, run in groups of similar length.
+    pub fn classify_batch(&self, texts: &[&str]) -> Result<Vec<Classification>, LstmError> {
+        let ids: Vec<Vec<u32>> = texts
+            .par_iter()
+            .map(|t| self.encode(t))
+            .collect::<Result<_, _>>()?;
+        let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+        let logits = self.logits_batch(&refs)?;
+        Ok(logits
+            .into_iter()
+            .zip(&ids)
+            .map(|(mut l, ids)| {
+                edgeinfer_kernels::ops::softmax(&mut l);
+                Classification {
+                    label: argmax(&l),
+                    probs: l,
+                    n_tokens: ids.len(),
+                }
+            })
+            .collect())
+    }
+
+    /// Logits for many token sequences. Sequences are sorted by length and cut into groups
+    /// (at most 32 sequences or 8192 tokens); groups run in parallel.
+    pub fn logits_batch(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, LstmError> {
+        for s in seqs {
+            self.check_ids(s)?;
+        }
+        let mut order: Vec<usize> = (0..seqs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut tokens = 0;
+        for &i in &order {
+            let n = seqs[i].len();
+            match groups.last_mut() {
+                Some(g) if g.len() < GROUP_SEQS && tokens + n <= GROUP_TOKENS => {
+                    g.push(i);
+                    tokens += n;
+                }
+                _ => {
+                    groups.push(vec![i]);
+                    tokens = n;
+                }
+            }
+        }
+        let results: Vec<Vec<(usize, Vec<f32>)>> = groups
+            .par_iter()
+            .map(|g| {
+                let batch: Vec<&[u32]> = g.iter().map(|&i| seqs[i]).collect();
+                let out = self.forward(&batch, None)?;
+                Ok(g.iter().copied().zip(out).collect())
+            })
+            .collect::<Result<_, LstmError>>()?;
+        let mut logits = vec![Vec::new(); seqs.len()];
+        for (i, l) in results.into_iter().flatten() {
+            logits[i] = l;
+        }
+        Ok(logits)
+    }
+
+    /// Logits of one sequence, recording the time of each position's recurrent step.
+    pub fn logits_traced(
+        &self,
+        ids: &[u32],
+        trace: &mut StepTrace,
+    ) -> Result<Vec<f32>, LstmError> {
+        self.check_ids(ids)?;
+        Ok(self.forward(&[ids], Some(trace))?.remove(0))
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> Result<(), LstmError> {
+        match ids.iter().find(|&&t| t as usize >= self.config.vocab_size) {
+            Some(&id) => Err(LstmError::TokenOutOfRange {
+                id,
+                vocab: self.config.vocab_size,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// One batch through every layer. `seqs` must be sorted by decreasing length.
+    fn forward(
+        &self,
+        seqs: &[&[u32]],
+        mut trace: Option<&mut StepTrace>,
+    ) -> Result<Vec<Vec<f32>>, LstmError> {
+        let c = &self.config;
+        let hs = c.hidden_size;
+        let dirs = c.directions();
+        let t0 = Instant::now();
+        let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        debug_assert!(lens.windows(2).all(|w| w[0] >= w[1]));
+        let mut offs = Vec::with_capacity(seqs.len());
+        let mut n_tok = 0;
+        for &l in &lens {
+            offs.push(n_tok);
+            n_tok += l;
+        }
+        let max_len = lens.first().copied().unwrap_or(0);
+        if let Some(t) = trace.as_deref_mut() {
+            t.step_nanos = vec![0; max_len];
+            t.step_cycles = vec![0; max_len];
+        }
+
+        // Embedding rows of every position, sequence after sequence.
+        let emb = self.mat(&self.embedding);
+        let mut x = vec![0.0f32; n_tok * c.embed_dim];
+        for (row, &id) in x
+            .chunks_exact_mut(c.embed_dim)
+            .zip(seqs.iter().flat_map(|s| s.iter()))
+        {
+            emb.dequantize_row(id as usize, row)?;
+        }
+        let mut batched = t0.elapsed().as_nanos() as u64;
+
+        let mut acts = Activations::new();
+        let mut features = vec![0.0f32; seqs.len() * c.feature_dim()];
+        let mut xp = Vec::new();
+        let mut z = Vec::new();
+        for (k, layer) in self.layers.iter().enumerate() {
+            let last = k + 1 == self.layers.len();
+            let in_dim = c.layer_input(k);
+            let mut out = if last {
+                Vec::new()
+            } else {
+                vec![0.0f32; n_tok * hs * dirs]
+            };
+            for (d, dir) in layer.iter().enumerate() {
+                let tb = Instant::now();
+                // Input projection of every position at once.
+                let w_ih = self.mat(&dir.w_ih);
+                xp.resize(n_tok * 4 * hs, 0.0);
+                if n_tok > 0 {
+                    w_ih.matvec_f32(&x[..n_tok * in_dim], &mut acts, &mut xp)?;
+                }
+                batched += tb.elapsed().as_nanos() as u64;
+
+                let w_hh = self.mat(&dir.w_hh);
+                let mut h = vec![0.0f32; seqs.len() * hs];
+                let mut cell = vec![0.0f32; seqs.len() * hs];
+                for t in 0..max_len {
+                    let (ts, tc) = (Instant::now(), cycles());
+                    let active = lens.iter().take_while(|&&l| l > t).count();
+                    z.resize(active * 4 * hs, 0.0);
+                    if t == 0 {
+                        z.fill(0.0);
+                    } else {
+                        w_hh.matvec_f32(&h[..active * hs], &mut acts, &mut z)?;
+                    }
+                    for j in 0..active {
+                        let pos = if d == 0 { t } else { lens[j] - 1 - t };
+                        let row = offs[j] + pos;
+                        let hj = &mut h[j * hs..(j + 1) * hs];
+                        lstm_cell(
+                            &z[j * 4 * hs..(j + 1) * 4 * hs],
+                            &xp[row * 4 * hs..(row + 1) * 4 * hs],
+                            &dir.bias,
+                            &mut cell[j * hs..(j + 1) * hs],
+                            hj,
+                        );
+                        if !last {
+                            let o = (row * dirs + d) * hs;
+                            out[o..o + hs].copy_from_slice(hj);
+                        }
+                    }
+                    if let Some(tr) = trace.as_deref_mut() {
+                        let pos = if d == 0 { t } else { max_len - 1 - t };
+                        tr.step_nanos[pos] += ts.elapsed().as_nanos() as u64;
+                        tr.step_cycles[pos] += cycles().wrapping_sub(tc);
+                    }
+                }
+                if last {
+                    for (j, f) in features.chunks_exact_mut(c.feature_dim()).enumerate() {
+                        f[d * hs..(d + 1) * hs].copy_from_slice(&h[j * hs..(j + 1) * hs]);
+                    }
+                }
+            }
+            if !last {
+                x = out;
+            }
+        }
+        let tb = Instant::now();
+        let mut logits = vec![0.0f32; seqs.len() * c.num_classes];
+        self.mat(&self.fc)
+            .matvec_f32(&features, &mut acts, &mut logits)?;
+        batched += tb.elapsed().as_nanos() as u64;
+        if let Some(t) = trace {
+            t.batched_nanos = batched;
+        }
+        Ok(logits
+            .chunks_exact(c.num_classes)
+            .map(|l| l.iter().zip(&self.fc_b).map(|(a, b)| a + b).collect())
+            .collect())
+    }
+}
+
+/// Index of the largest value (the first on ties).
+pub fn argmax(x: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in x.iter().enumerate() {
+        if *v > x[best] {
+            best = i;
+        }
+    }
+    best
+}
