@@ -1,9 +1,12 @@
 //! The `edgeinfer` command-line tool.
 
 mod bench;
+mod classify;
+mod compare;
 mod inspect;
 mod llm;
 mod model_path;
+mod train;
 
 use std::path::PathBuf;
 
@@ -106,6 +109,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Classify a text or a file with an LSTM classifier, or zero-shot with a decoder.
+    Classify(classify::ClassifyArgs),
+    /// Compare the LSTM baseline (f32, int8, int4) with a decoder as zero-shot classifier.
+    Compare(compare::CompareArgs),
+    /// Train the LSTM text-classifier baseline and write it as one GGUF file.
+    TrainLstm(train::TrainArgs),
     /// Perplexity of a text file (llama.cpp's method: windows of --ctx, second half scored).
     Perplexity {
         #[command(flatten)]
@@ -184,6 +193,9 @@ fn run(cli: Cli) -> Result<()> {
             llm::chat(&model, &sample, system.as_deref(), n_predict, ctx)?;
         }
         Cmd::Bench(args) => bench::run(&mut out, &args)?,
+        Cmd::Classify(args) => classify::run(&mut out, &args)?,
+        Cmd::Compare(args) => compare::run(&mut out, &args)?,
+        Cmd::TrainLstm(args) => train::run(&mut out, &args)?,
         Cmd::Tokenize { model, text, json } => llm::tokenize(&mut out, &model, &text, json)?,
         Cmd::Score {
             model,

@@ -138,6 +138,8 @@ pub struct Kernels {
     pub axpy_f16: fn(f32, &[u16], &mut [f32]),
     /// f32 → f16 bits, round to nearest even.
     pub to_f16: fn(&[f32], &mut [u16]),
+    /// The fused LSTM gate epilogue ([`crate::ops::lstm_cell`]).
+    pub lstm_cell: crate::ops::LstmCell,
 }
 
 fn dot_f32_f16_generic(x: &[f32], y: &[u16]) -> f32 {
@@ -207,6 +209,7 @@ pub fn kernels() -> &'static Kernels {
                     dot_f32_f16: crate::x86::dot_f32_f16,
                     axpy_f16: crate::x86::axpy_f16,
                     to_f16: crate::x86::to_f16,
+                    lstm_cell: crate::x86::lstm_cell,
                 };
             }
         }
@@ -243,6 +246,7 @@ pub fn scalar_kernels() -> Kernels {
         dot_f32_f16: dot_f32_f16_generic,
         axpy_f16: axpy_f16_generic,
         to_f16: to_f16_generic,
+        lstm_cell: crate::ops::lstm_cell_generic,
     }
 }
 

@@ -45,6 +45,86 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// Signature of the fused LSTM epilogue: `(z, xp, bias, c, h)`.
+pub type LstmCell = fn(&[f32], &[f32], &[f32], &mut [f32], &mut [f32]);
+
+/// `e^x` for x in [-87.3, 88.3] (clamped outside) to about 2 ulp, branch-free so loops over
+/// it vectorize: `x = n·ln2 + r`, `e^r` by a degree-7 Taylor-like polynomial on |r| ≤ ln2/2,
+/// `2^n` assembled in the exponent bits.
+#[inline(always)]
+pub fn fast_exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // 1.5·2^23: adding and subtracting it rounds to the nearest integer (SSE2-only code).
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.3, 88.3);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    // Σ r^k / k!, k ≤ 7: error below 2e-8 on |r| ≤ 0.347.
+    let p = 1.0 / 5040.0;
+    let p = p * r + 1.0 / 720.0;
+    let p = p * r + 1.0 / 120.0;
+    let p = p * r + 1.0 / 24.0;
+    let p = p * r + 1.0 / 6.0;
+    let p = p * r + 0.5;
+    let p = p * r + 1.0;
+    let p = p * r + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    p * scale
+}
+
+/// σ(x) = 1 / (1 + e^-x).
+#[inline(always)]
+pub fn fast_sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + fast_exp(-x))
+}
+
+/// tanh(x) = 1 − 2 / (e^2x + 1) (absolute error about 1e-7).
+#[inline(always)]
+pub fn fast_tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (fast_exp(2.0 * x) + 1.0)
+}
+
+/// The fused LSTM gate epilogue for one sequence: with `H = c.len()`, pre-activations
+/// `z + xp + bias` (each `4H`, gate blocks i, f, g, o, PyTorch's order),
+/// `c ← σ(f)·c + σ(i)·tanh(g)`, `h ← σ(o)·tanh(c)`. Dispatched (AVX2 on x86-64).
+#[inline]
+pub fn lstm_cell(z: &[f32], xp: &[f32], bias: &[f32], c: &mut [f32], h: &mut [f32]) {
+    (kernels().lstm_cell)(z, xp, bias, c, h)
+}
+
+/// Portable body of [`lstm_cell`]; `inline(always)` so a caller compiled with wider SIMD
+/// features vectorizes it with them.
+#[inline(always)]
+pub fn lstm_cell_body(z: &[f32], xp: &[f32], bias: &[f32], c: &mut [f32], h: &mut [f32]) {
+    let n = c.len();
+    assert!(h.len() == n && z.len() == 4 * n && xp.len() == 4 * n && bias.len() == 4 * n);
+    let (zi, rest) = z.split_at(n);
+    let (zf, rest) = rest.split_at(n);
+    let (zg, zo) = rest.split_at(n);
+    let (xi, rest) = xp.split_at(n);
+    let (xf, rest) = rest.split_at(n);
+    let (xg, xo) = rest.split_at(n);
+    let (bi, rest) = bias.split_at(n);
+    let (bf, rest) = rest.split_at(n);
+    let (bg, bo) = rest.split_at(n);
+    for j in 0..n {
+        let i = fast_sigmoid(zi[j] + xi[j] + bi[j]);
+        let f = fast_sigmoid(zf[j] + xf[j] + bf[j]);
+        let g = fast_tanh(zg[j] + xg[j] + bg[j]);
+        let o = fast_sigmoid(zo[j] + xo[j] + bo[j]);
+        let cj = f * c[j] + i * g;
+        c[j] = cj;
+        h[j] = o * fast_tanh(cj);
+    }
+}
+
+/// [`lstm_cell_body`] compiled for the baseline target.
+pub fn lstm_cell_generic(z: &[f32], xp: &[f32], bias: &[f32], c: &mut [f32], h: &mut [f32]) {
+    lstm_cell_body(z, xp, bias, c, h)
+}
+
 /// f32 dot product with the dispatched kernel.
 #[inline]
 pub fn dot(x: &[f32], y: &[f32]) -> f32 {

@@ -460,6 +460,17 @@ unsafe fn axpy_ptr(n: usize, a: f32, x: *const f32, y: *mut f32) {
     }
 }
 
+#[target_feature(enable = "avx2,fma")]
+fn lstm_cell_avx2(z: &[f32], xp: &[f32], bias: &[f32], c: &mut [f32], h: &mut [f32]) {
+    crate::ops::lstm_cell_body(z, xp, bias, c, h)
+}
+
+/// The LSTM gate epilogue vectorized with AVX2/FMA.
+pub(crate) fn lstm_cell(z: &[f32], xp: &[f32], bias: &[f32], c: &mut [f32], h: &mut [f32]) {
+    // SAFETY: only installed when `detected()` (AVX2 and FMA present).
+    unsafe { lstm_cell_avx2(z, xp, bias, c, h) }
+}
+
 /// y += a·x.
 pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     let n = x.len().min(y.len());

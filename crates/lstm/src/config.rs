@@ -139,7 +139,11 @@ impl LstmConfig {
         config.validate()?;
         if labels.len() < 2 {
             return Err(LstmError::BadConfig {
-                what: format!("{} has {} labels (need at least 2)", key("labels"), labels.len()),
+                what: format!(
+                    "{} has {} labels (need at least 2)",
+                    key("labels"),
+                    labels.len()
+                ),
             });
         }
         Ok((config, labels))

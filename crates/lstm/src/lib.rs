@@ -51,7 +51,7 @@ mod model;
 mod weights;
 
 pub use config::{Keep, LstmConfig, ARCH};
-pub use model::{Classification, LstmClassifier, StepTrace};
+pub use model::{argmax, truncate, Classification, LstmClassifier, StepTrace, MAX_TOKENS};
 pub use weights::{DirectionWeights, LstmWeights};
 
 use edgeinfer_tensor::DType;
@@ -64,7 +64,9 @@ pub enum LstmError {
     Gguf(#[from] edgeinfer_gguf::GgufError),
     #[error(transparent)]
     Kernel(#[from] edgeinfer_kernels::KernelError),
-    #[error("not an LSTM classifier: general.architecture is {arch:?}, expected \"lstm-classifier\"")]
+    #[error(
+        "not an LSTM classifier: general.architecture is {arch:?}, expected \"lstm-classifier\""
+    )]
     WrongArchitecture { arch: String },
     #[error("bad LSTM config: {what}")]
     BadConfig { what: String },

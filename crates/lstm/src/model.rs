@@ -131,25 +131,6 @@ impl Loader<'_> {
     }
 }
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-/// The fused gate epilogue: `z` holds the pre-activations (i, f, g, o blocks) without the
-/// bias; updates `c` and `h` in place.
-fn lstm_cell(z: &[f32], xp: &[f32], bias: &[f32], c: &mut [f32], h: &mut [f32]) {
-    let n = c.len();
-    for j in 0..n {
-        let g = |b: usize| z[b * n + j] + xp[b * n + j] + bias[b * n + j];
-        let i = sigmoid(g(0));
-        let f = sigmoid(g(1));
-        let gg = g(2).tanh();
-        let o = sigmoid(g(3));
-        c[j] = f * c[j] + i * gg;
-        h[j] = o * c[j].tanh();
-    }
-}
-
 fn cycles() -> u64 {
     edgeinfer_kernels::cycles()
 }
@@ -239,25 +220,17 @@ impl LstmClassifier {
 
     /// Tokenize `text` with the file's tokenizer and truncate it as the file says.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, LstmError> {
-        let tok = self.tokenizer.as_ref().ok_or_else(|| LstmError::Tokenizer {
-            what: "the model file has no tokenizer.huggingface.json".into(),
-        })?;
+        let tok = self
+            .tokenizer
+            .as_ref()
+            .ok_or_else(|| LstmError::Tokenizer {
+                what: "the model file has no tokenizer.huggingface.json".into(),
+            })?;
         let enc = tok.encode(text, false).map_err(|e| LstmError::Tokenizer {
             what: e.to_string(),
         })?;
         let mut ids = enc.get_ids().to_vec();
-        let max = match self.config.max_tokens {
-            0 => MAX_TOKENS,
-            m => m.min(MAX_TOKENS),
-        };
-        if ids.len() > max {
-            match self.config.keep {
-                Keep::First => ids.truncate(max),
-                Keep::Last => {
-                    ids.drain(..ids.len() - max);
-                }
-            }
-        }
+        truncate(&mut ids, self.config.max_tokens, self.config.keep);
         Ok(ids)
     }
 
@@ -327,11 +300,7 @@ impl LstmClassifier {
     }
 
     /// Logits of one sequence, recording the time of each position's recurrent step.
-    pub fn logits_traced(
-        &self,
-        ids: &[u32],
-        trace: &mut StepTrace,
-    ) -> Result<Vec<f32>, LstmError> {
+    pub fn logits_traced(&self, ids: &[u32], trace: &mut StepTrace) -> Result<Vec<f32>, LstmError> {
         self.check_ids(ids)?;
         Ok(self.forward(&[ids], Some(trace))?.remove(0))
     }
@@ -419,7 +388,7 @@ impl LstmClassifier {
                         let pos = if d == 0 { t } else { lens[j] - 1 - t };
                         let row = offs[j] + pos;
                         let hj = &mut h[j * hs..(j + 1) * hs];
-                        lstm_cell(
+                        edgeinfer_kernels::ops::lstm_cell(
                             &z[j * 4 * hs..(j + 1) * 4 * hs],
                             &xp[row * 4 * hs..(row + 1) * 4 * hs],
                             &dir.bias,
@@ -459,6 +428,22 @@ impl LstmClassifier {
             .chunks_exact(c.num_classes)
             .map(|l| l.iter().zip(&self.fc_b).map(|(a, b)| a + b).collect())
             .collect())
+    }
+}
+
+/// Cut `ids` to `max_tokens` (0: [`MAX_TOKENS`]), keeping the first or the last ones.
+pub fn truncate(ids: &mut Vec<u32>, max_tokens: usize, keep: Keep) {
+    let max = match max_tokens {
+        0 => MAX_TOKENS,
+        m => m.min(MAX_TOKENS),
+    };
+    if ids.len() > max {
+        match keep {
+            Keep::First => ids.truncate(max),
+            Keep::Last => {
+                ids.drain(..ids.len() - max);
+            }
+        }
     }
 }
 

@@ -69,13 +69,25 @@ impl LstmWeights {
         for (k, dirs) in self.layers.iter().enumerate() {
             for (d, w) in dirs.iter().enumerate() {
                 let s = LstmConfig::suffix(d);
-                out.push((format!("lstm.weight_ih_l{k}{s}"), [h4, c.layer_input(k)], &w.w_ih));
-                out.push((format!("lstm.weight_hh_l{k}{s}"), [h4, c.hidden_size], &w.w_hh));
+                out.push((
+                    format!("lstm.weight_ih_l{k}{s}"),
+                    [h4, c.layer_input(k)],
+                    &w.w_ih,
+                ));
+                out.push((
+                    format!("lstm.weight_hh_l{k}{s}"),
+                    [h4, c.hidden_size],
+                    &w.w_hh,
+                ));
                 out.push((format!("lstm.bias_ih_l{k}{s}"), [1, h4], &w.b_ih));
                 out.push((format!("lstm.bias_hh_l{k}{s}"), [1, h4], &w.b_hh));
             }
         }
-        out.push(("fc.weight".into(), [c.num_classes, c.feature_dim()], &self.fc_w));
+        out.push((
+            "fc.weight".into(),
+            [c.num_classes, c.feature_dim()],
+            &self.fc_w,
+        ));
         out.push(("fc.bias".into(), [1, c.num_classes], &self.fc_b));
         out
     }
@@ -199,7 +211,11 @@ impl LstmWeights {
             let info = file
                 .tensor_info(&name)
                 .map_err(|_| LstmError::MissingTensor { name: name.clone() })?;
-            let want: Vec<usize> = if rows == 1 { vec![cols] } else { vec![cols, rows] };
+            let want: Vec<usize> = if rows == 1 {
+                vec![cols]
+            } else {
+                vec![cols, rows]
+            };
             if info.shape != want {
                 return Err(LstmError::TensorShape {
                     name,

@@ -62,7 +62,9 @@ fn one_unit_two_steps_by_hand() {
     let (mut h, mut c) = (0.0f64, 0.0f64);
     for x in [0.5f64, -1.0] {
         let z: Vec<f64> = (0..4)
-            .map(|g| f64::from(wi[g]) * x + f64::from(bi[g]) + f64::from(wh[g]) * h + f64::from(bh[g]))
+            .map(|g| {
+                f64::from(wi[g]) * x + f64::from(bi[g]) + f64::from(wh[g]) * h + f64::from(bh[g])
+            })
             .collect();
         c = sigmoid(z[1]) * c + sigmoid(z[0]) * z[2].tanh();
         h = sigmoid(z[3]) * c.tanh();
@@ -77,7 +79,10 @@ fn one_unit_two_steps_by_hand() {
     // The hand-computed first step, through the model: logits of the one-token sequence.
     let h1 = 0.198_5f64;
     let got = model.logits_batch(&[&[0]]).unwrap().remove(0);
-    assert!((f64::from(got[0]) - (2.0 * h1 + 0.25)).abs() < 2e-4, "{got:?}");
+    assert!(
+        (f64::from(got[0]) - (2.0 * h1 + 0.25)).abs() < 2e-4,
+        "{got:?}"
+    );
 }
 
 fn numpy_cases(file: &GgufFile) -> (Vec<Vec<u32>>, Vec<f32>) {
@@ -87,7 +92,12 @@ fn numpy_cases(file: &GgufFile) -> (Vec<Vec<u32>>, Vec<f32>) {
     let mut seqs = Vec::new();
     let mut at = 0usize;
     for l in lens {
-        seqs.push(flat[at..at + l as usize].iter().map(|&t| t as u32).collect());
+        seqs.push(
+            flat[at..at + l as usize]
+                .iter()
+                .map(|&t| t as u32)
+                .collect(),
+        );
         at += l as usize;
     }
     (seqs, md.get_f32_array("test.logits").unwrap())
@@ -106,8 +116,15 @@ fn matches_numpy_golden_logits() {
         let single = model.logits_batch(&[s]).unwrap().remove(0);
         let want = &expected[i * 3..(i + 1) * 3];
         for k in 0..3 {
-            assert!((batched[i][k] - want[k]).abs() < 2e-5, "seq {i}: {:?} vs {want:?}", batched[i]);
-            assert!((single[k] - want[k]).abs() < 2e-5, "seq {i}: {single:?} vs {want:?}");
+            assert!(
+                (batched[i][k] - want[k]).abs() < 2e-5,
+                "seq {i}: {:?} vs {want:?}",
+                batched[i]
+            );
+            assert!(
+                (single[k] - want[k]).abs() < 2e-5,
+                "seq {i}: {single:?} vs {want:?}"
+            );
         }
     }
 }
@@ -128,7 +145,10 @@ fn quantized_weights_stay_close_to_f32() {
             .zip(&expected)
             .map(|(g, e)| (g - e).abs())
             .fold(0.0f32, f32::max);
-        assert!(max_err < tol, "{dtype}: max |err| {max_err} (tolerance {tol})");
+        assert!(
+            max_err < tol,
+            "{dtype}: max |err| {max_err} (tolerance {tol})"
+        );
         // Quantization must change something, or the test checks nothing.
         if dtype != DType::F32 {
             assert!(max_err > 1e-5, "{dtype}: identical to f32");
@@ -145,7 +165,10 @@ fn bad_inputs_are_errors() {
         Err(LstmError::TokenOutOfRange { id: 50, vocab: 50 })
     ));
     // No tokenizer in this file: text input is a clear error.
-    assert!(matches!(model.classify("hello"), Err(LstmError::Tokenizer { .. })));
+    assert!(matches!(
+        model.classify("hello"),
+        Err(LstmError::Tokenizer { .. })
+    ));
 
     let (w, labels, _) = LstmWeights::from_file(&file).unwrap();
     let bytes = w.to_gguf(DType::F32, &labels, "{}").unwrap();
@@ -154,7 +177,11 @@ fn bad_inputs_are_errors() {
 
     // Wrong architecture, missing tensor, wrong shape.
     let mut f = GgufFile::open(fixture()).unwrap();
-    set(&mut f, "general.architecture".into(), edgeinfer_gguf::Value::String("llama".into()));
+    set(
+        &mut f,
+        "general.architecture".into(),
+        edgeinfer_gguf::Value::String("llama".into()),
+    );
     let err = LstmClassifier::from_file(Arc::new(f)).unwrap_err();
     assert!(matches!(err, LstmError::WrongArchitecture { .. }), "{err}");
 
@@ -163,21 +190,33 @@ fn bad_inputs_are_errors() {
     assert!(small.to_gguf(DType::F32, &labels, "").is_err());
 
     let mut f = GgufFile::open(fixture()).unwrap();
-    set(&mut f, "lstm-classifier.hidden_size".into(), edgeinfer_gguf::Value::U32(16));
+    set(
+        &mut f,
+        "lstm-classifier.hidden_size".into(),
+        edgeinfer_gguf::Value::U32(16),
+    );
     let err = LstmClassifier::from_file(Arc::new(f)).unwrap_err();
     assert!(
         matches!(&err, LstmError::TensorShape { name, .. } if name == "lstm.bias_ih_l0"),
         "{err}"
     );
     let mut f = GgufFile::open(fixture()).unwrap();
-    set(&mut f, "lstm-classifier.block_count".into(), edgeinfer_gguf::Value::U32(3));
+    set(
+        &mut f,
+        "lstm-classifier.block_count".into(),
+        edgeinfer_gguf::Value::U32(3),
+    );
     let err = LstmClassifier::from_file(Arc::new(f)).unwrap_err();
     assert!(
         matches!(&err, LstmError::MissingTensor { name } if name == "lstm.bias_ih_l2"),
         "{err}"
     );
     let mut f = GgufFile::open(fixture()).unwrap();
-    set(&mut f, "lstm-classifier.hidden_size".into(), edgeinfer_gguf::Value::U32(u32::MAX));
+    set(
+        &mut f,
+        "lstm-classifier.hidden_size".into(),
+        edgeinfer_gguf::Value::U32(u32::MAX),
+    );
     let err = LstmClassifier::from_file(Arc::new(f)).unwrap_err();
     assert!(matches!(err, LstmError::BadConfig { .. }), "{err}");
 }

@@ -30,6 +30,7 @@ mod perplexity;
 mod sampler;
 mod session;
 mod tokenizer;
+mod zero_shot;
 
 pub use config::{Config, SUPPORTED_ARCHITECTURES};
 pub use generate::{Generator, Piece, StopReason, TokenStream};
@@ -38,6 +39,7 @@ pub use perplexity::{log_prob, perplexity, Perplexity};
 pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use session::{KvType, Logits, Precision, Session, StepProfile, MAX_BATCH};
 pub use tokenizer::{token_type, Tokenizer};
+pub use zero_shot::{ZeroShot, ZeroShotResult};
 
 use edgeinfer_tensor::DType;
 

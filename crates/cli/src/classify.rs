@@ -1,0 +1,204 @@
+//! `edgeinfer classify`: an LSTM classifier file, or a decoder as a zero-shot classifier.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use edgeinfer_gguf::GgufFile;
+use edgeinfer_lstm::{LstmClassifier, ARCH};
+use edgeinfer_lstm_train::{read_examples, Example};
+use edgeinfer_transformer::{Model, Session, ZeroShot};
+use serde_json::json;
+
+/// Default task description for zero-shot prompts.
+pub const DEFAULT_INSTRUCTION: &str = "Classify the following text.";
+
+#[derive(Args, Debug)]
+pub struct ClassifyArgs {
+    /// An LSTM classifier GGUF, or a decoder GGUF for zero-shot classification (default: the
+    /// default decoder, fetched if absent).
+    #[arg(short, long)]
+    pub model: Option<PathBuf>,
+    /// The text to classify.
+    #[arg(conflicts_with = "file")]
+    pub text: Option<String>,
+    /// Classify every row of a CSV (header row) or JSONL file.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    #[arg(long, default_value = "text")]
+    pub text_col: String,
+    /// Label column of --file: when given, accuracy is reported.
+    #[arg(long)]
+    pub label_col: Option<String>,
+    /// Labels for a decoder (zero-shot), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// Task description in the zero-shot prompt.
+    #[arg(long, default_value = DEFAULT_INSTRUCTION)]
+    pub instruction: String,
+    /// Predictions as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(short, long)]
+    pub threads: Option<usize>,
+}
+
+/// One model behind one interface.
+pub enum Classifier {
+    Lstm(LstmClassifier),
+    Decoder(Box<Model>, Vec<String>, String),
+}
+
+/// One prediction: label index and per-label probabilities.
+pub struct Prediction {
+    pub label: usize,
+    pub probs: Vec<f64>,
+}
+
+impl Classifier {
+    /// Open `path`: an `lstm-classifier` file, or a decoder (then `labels` are required).
+    pub fn open(path: &Path, labels: &[String], instruction: &str) -> Result<Classifier> {
+        let file = GgufFile::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let arch = file
+            .metadata()
+            .get_str("general.architecture")
+            .unwrap_or("")
+            .to_string();
+        if arch == ARCH {
+            let model = LstmClassifier::from_file(std::sync::Arc::new(file))
+                .with_context(|| format!("loading {}", path.display()))?;
+            if !labels.is_empty() && labels != model.labels.as_slice() {
+                bail!(
+                    "--labels {labels:?} differ from the classifier's labels {:?}",
+                    model.labels
+                );
+            }
+            return Ok(Classifier::Lstm(model));
+        }
+        drop(file);
+        if labels.len() < 2 {
+            bail!(
+                "{} is a decoder ({arch}): give the classes with --labels a,b,…",
+                path.display()
+            );
+        }
+        let model = Model::load(path).with_context(|| format!("loading {}", path.display()))?;
+        Ok(Classifier::Decoder(
+            Box::new(model),
+            labels.to_vec(),
+            instruction.to_string(),
+        ))
+    }
+
+    pub fn labels(&self) -> &[String] {
+        match self {
+            Classifier::Lstm(m) => &m.labels,
+            Classifier::Decoder(_, l, _) => l,
+        }
+    }
+
+    /// Classify `texts` (LSTM: batched; decoder: one prompt after another, its label scores
+    /// calibrated on `calibration`, unlabelled texts, or on content-free inputs if empty).
+    pub fn predict(&self, texts: &[&str], calibration: &[&str]) -> Result<Vec<Prediction>> {
+        match self {
+            Classifier::Lstm(m) => Ok(m
+                .classify_batch(texts)?
+                .into_iter()
+                .map(|c| Prediction {
+                    label: c.label,
+                    probs: c.probs.iter().map(|&p| f64::from(p)).collect(),
+                })
+                .collect()),
+            Classifier::Decoder(model, labels, instruction) => {
+                let mut zs = ZeroShot::new(model, labels, instruction)?;
+                let mut session = Session::new(model, 2048);
+                let free = ZeroShot::CONTENT_FREE;
+                zs.calibrate(
+                    &mut session,
+                    if calibration.is_empty() {
+                        &free
+                    } else {
+                        calibration
+                    },
+                )?;
+                texts
+                    .iter()
+                    .map(|t| {
+                        let r = zs.classify(&mut session, t)?;
+                        Ok(Prediction {
+                            label: r.label,
+                            probs: r.probs,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+pub fn run(out: &mut impl Write, a: &ClassifyArgs) -> Result<()> {
+    crate::llm::init_threads(a.threads)?;
+    let path = crate::model_path::resolve(a.model.clone())?;
+    let clf = Classifier::open(&path, &a.labels, &a.instruction)?;
+    let examples: Vec<Example> = match (&a.text, &a.file) {
+        (Some(t), None) => vec![Example {
+            text: t.clone(),
+            label: String::new(),
+        }],
+        (None, Some(f)) => read_examples(f, &a.text_col, a.label_col.as_deref())?,
+        _ => bail!("give a text to classify or --file"),
+    };
+    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let start = Instant::now();
+    // A decoder's label scores are calibrated on (up to 64 of) the file's own texts, without
+    // their labels; a single text on content-free inputs.
+    let calibration = if a.file.is_some() {
+        &texts[..texts.len().min(64)]
+    } else {
+        &[][..]
+    };
+    let preds = clf.predict(&texts, calibration)?;
+    let secs = start.elapsed().as_secs_f64();
+    let labels = clf.labels();
+    for p in &preds {
+        if a.json {
+            let probs: serde_json::Map<String, serde_json::Value> = labels
+                .iter()
+                .zip(&p.probs)
+                .map(|(l, &v)| (l.clone(), json!(v)))
+                .collect();
+            writeln!(out, "{}", json!({"label": labels[p.label], "probs": probs}))?;
+        } else if a.file.is_none() {
+            let mut order: Vec<usize> = (0..labels.len()).collect();
+            order.sort_by(|&x, &y| p.probs[y].total_cmp(&p.probs[x]));
+            for i in order {
+                writeln!(out, "{}\t{:.4}", labels[i], p.probs[i])?;
+            }
+        } else {
+            writeln!(out, "{}\t{:.4}", labels[p.label], p.probs[p.label])?;
+        }
+    }
+    if a.file.is_some() {
+        let mut summary = format!(
+            "{} texts in {:.2} s: {:.1} texts/s",
+            preds.len(),
+            secs,
+            preds.len() as f64 / secs.max(1e-9)
+        );
+        if a.label_col.is_some() {
+            let right = preds
+                .iter()
+                .zip(&examples)
+                .filter(|(p, e)| labels[p.label] == e.label)
+                .count();
+            summary += &format!(
+                ", accuracy {:.2}%",
+                100.0 * right as f64 / preds.len().max(1) as f64
+            );
+        }
+        eprintln!("{summary}");
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! The fast transcendental functions and the fused LSTM epilogue against f64 references, and
+//! the dispatched (SIMD) epilogue against the portable one.
+
+use edgeinfer_kernels::ops::{fast_exp, fast_sigmoid, fast_tanh, lstm_cell, lstm_cell_generic};
+
+fn grid() -> impl Iterator<Item = f32> {
+    (-200_000..=200_000).map(|i| i as f32 * 4.4e-4)
+}
+
+#[test]
+fn fast_exp_is_accurate_over_its_range() {
+    let mut worst = 0.0f64;
+    for x in grid().filter(|x| (-87.3..=88.3).contains(x)) {
+        let want = f64::from(x).exp();
+        let got = f64::from(fast_exp(x));
+        worst = worst.max(((got - want) / want).abs());
+    }
+    assert!(worst < 3e-7, "worst relative error {worst:e}");
+    // Clamped, finite at the ends; exact at 0.
+    assert!(fast_exp(1e4).is_finite() && fast_exp(-1e4) >= 0.0);
+    assert_eq!(fast_exp(0.0), 1.0);
+}
+
+#[test]
+fn fast_sigmoid_and_tanh_are_accurate() {
+    let (mut ws, mut wt) = (0.0f64, 0.0f64);
+    for x in grid() {
+        let xd = f64::from(x);
+        ws = ws.max((f64::from(fast_sigmoid(x)) - 1.0 / (1.0 + (-xd).exp())).abs());
+        wt = wt.max((f64::from(fast_tanh(x)) - xd.tanh()).abs());
+    }
+    assert!(ws < 2e-7 && wt < 4e-7, "sigmoid {ws:e}, tanh {wt:e}");
+    for x in [f32::MAX, f32::MIN, 1e30, -1e30] {
+        assert!((0.0..=1.0).contains(&fast_sigmoid(x)));
+        assert!((-1.0..=1.0).contains(&fast_tanh(x)));
+    }
+}
+
+fn reference(z: &[f32], xp: &[f32], b: &[f32], c: &mut [f64], h: &mut [f64]) {
+    let n = c.len();
+    let s = |v: f64| 1.0 / (1.0 + (-v).exp());
+    for j in 0..n {
+        let g =
+            |k: usize| f64::from(z[k * n + j]) + f64::from(xp[k * n + j]) + f64::from(b[k * n + j]);
+        c[j] = s(g(1)) * c[j] + s(g(0)) * g(2).tanh();
+        h[j] = s(g(3)) * c[j].tanh();
+    }
+}
+
+#[test]
+fn lstm_cell_matches_f64_and_simd_matches_portable() {
+    let mut state = 12345u64;
+    let mut rnd = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
+    };
+    for n in [1usize, 7, 8, 33, 64, 128] {
+        let z: Vec<f32> = (0..4 * n).map(|_| rnd()).collect();
+        let xp: Vec<f32> = (0..4 * n).map(|_| rnd()).collect();
+        let b: Vec<f32> = (0..4 * n).map(|_| rnd() * 0.1).collect();
+        let c0: Vec<f32> = (0..n).map(|_| rnd() * 0.5).collect();
+        let (mut c1, mut h1) = (c0.clone(), vec![0.0; n]);
+        let (mut c2, mut h2) = (c0.clone(), vec![0.0; n]);
+        let (mut cr, mut hr): (Vec<f64>, Vec<f64>) =
+            (c0.iter().map(|&v| v.into()).collect(), vec![0.0; n]);
+        lstm_cell(&z, &xp, &b, &mut c1, &mut h1);
+        lstm_cell_generic(&z, &xp, &b, &mut c2, &mut h2);
+        reference(&z, &xp, &b, &mut cr, &mut hr);
+        for j in 0..n {
+            assert!(
+                (f64::from(c1[j]) - cr[j]).abs() < 1e-6 && (f64::from(h1[j]) - hr[j]).abs() < 1e-6
+            );
+            // FMA contraction may differ between the two builds by an ulp or so.
+            assert!(
+                (c1[j] - c2[j]).abs() < 1e-6 && (h1[j] - h2[j]).abs() < 1e-6,
+                "n={n} j={j}"
+            );
+        }
+    }
+}

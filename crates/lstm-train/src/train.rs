@@ -1,0 +1,292 @@
+//! The training loop: length-bucketed shuffled batches, AdamW with global-norm gradient
+//! clipping, validation accuracy after every epoch (with the inference crate, on the exported
+//! f32 model), early stopping, best weights kept.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::DType as CDType;
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use edgeinfer_lstm::{truncate, Keep, LstmClassifier, LstmConfig, LstmWeights};
+use edgeinfer_tensor::DType;
+
+use crate::{train_tokenizer, Example, Net, Rng, TokenizerOptions, TrainError};
+
+/// Hyper-parameters of a run.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub embed_dim: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub bidirectional: bool,
+    pub vocab_size: usize,
+    pub min_frequency: u64,
+    pub max_tokens: usize,
+    pub keep: Keep,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub dropout: f32,
+    pub clip: f64,
+    /// Epochs without a better validation accuracy before stopping.
+    pub patience: usize,
+    pub seed: u64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            embed_dim: 64,
+            hidden_size: 64,
+            num_layers: 1,
+            bidirectional: true,
+            vocab_size: 20_000,
+            min_frequency: 2,
+            max_tokens: 256,
+            keep: Keep::First,
+            epochs: 10,
+            batch_size: 32,
+            lr: 2e-3,
+            weight_decay: 0.0,
+            dropout: 0.3,
+            clip: 5.0,
+            patience: 2,
+            seed: 1,
+        }
+    }
+}
+
+/// Reported while training.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// Tokenizer trained; batches per epoch.
+    Start { vocab: usize, batches: usize },
+    Batch {
+        epoch: usize,
+        batch: usize,
+        loss: f32,
+    },
+    Epoch {
+        epoch: usize,
+        train_loss: f32,
+        valid_accuracy: f64,
+        improved: bool,
+        seconds: f64,
+    },
+}
+
+/// A trained model: the best epoch's weights, with what the GGUF file needs.
+#[derive(Clone, Debug)]
+pub struct Trained {
+    pub weights: LstmWeights,
+    pub labels: Vec<String>,
+    pub tokenizer_json: String,
+    pub best_epoch: usize,
+    pub valid_accuracy: f64,
+    /// (train loss, validation accuracy) per epoch.
+    pub history: Vec<(f32, f64)>,
+}
+
+impl Trained {
+    /// The deployable GGUF bytes with weights in `dtype`.
+    pub fn to_gguf(&self, dtype: DType) -> Result<Vec<u8>, TrainError> {
+        Ok(self
+            .weights
+            .to_gguf(dtype, &self.labels, &self.tokenizer_json)?)
+    }
+}
+
+/// Fraction of `examples` `model` labels correctly (labels by name).
+pub fn accuracy(model: &LstmClassifier, examples: &[Example]) -> Result<f64, TrainError> {
+    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let out = model.classify_batch(&texts)?;
+    let right = out
+        .iter()
+        .zip(examples)
+        .filter(|(c, e)| model.labels[c.label] == e.label)
+        .count();
+    Ok(right as f64 / examples.len().max(1) as f64)
+}
+
+fn label_ids(examples: &[Example], labels: &[String], what: &str) -> Result<Vec<u32>, TrainError> {
+    examples
+        .iter()
+        .map(|e| {
+            labels
+                .iter()
+                .position(|l| *l == e.label)
+                .map(|i| i as u32)
+                .ok_or_else(|| {
+                    TrainError::Invalid(format!(
+                        "{what}: label {:?} does not occur in the training set {labels:?}",
+                        e.label
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// Train on `train`, early-stopping on accuracy over `valid`.
+pub fn train(
+    train: &[Example],
+    valid: &[Example],
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Trained, TrainError> {
+    if train.is_empty() || valid.is_empty() {
+        return Err(TrainError::Invalid(
+            "the training and validation sets must not be empty".into(),
+        ));
+    }
+    let mut labels: Vec<String> = train.iter().map(|e| e.label.clone()).collect();
+    labels.sort();
+    labels.dedup();
+    if labels.len() < 2 {
+        return Err(TrainError::Invalid(format!(
+            "need at least two labels in the training set, found {labels:?}"
+        )));
+    }
+    let y_train = label_ids(train, &labels, "training set")?;
+    label_ids(valid, &labels, "validation set")?;
+
+    let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
+    let tok = train_tokenizer(
+        &texts,
+        &TokenizerOptions {
+            vocab_size: opts.vocab_size,
+            min_frequency: opts.min_frequency,
+        },
+    )?;
+    let tokenizer_json = tok
+        .to_string(false)
+        .map_err(|e| TrainError::Tokenizer(e.to_string()))?;
+    let encodings = tok
+        .encode_batch(texts, false)
+        .map_err(|e| TrainError::Tokenizer(e.to_string()))?;
+    let x_train: Vec<Vec<u32>> = encodings
+        .iter()
+        .map(|e| {
+            let mut ids = e.get_ids().to_vec();
+            truncate(&mut ids, opts.max_tokens, opts.keep);
+            ids
+        })
+        .collect();
+
+    let config = LstmConfig {
+        vocab_size: tok.get_vocab_size(true),
+        embed_dim: opts.embed_dim,
+        hidden_size: opts.hidden_size,
+        num_layers: opts.num_layers,
+        bidirectional: opts.bidirectional,
+        num_classes: labels.len(),
+        max_tokens: opts.max_tokens,
+        keep: opts.keep,
+    };
+    config.validate()?;
+    let mut rng = Rng::new(opts.seed);
+    let net = Net::new(&config, CDType::F32, &mut rng)?;
+    let mut opt = AdamW::new(
+        net.vars(),
+        ParamsAdamW {
+            lr: opts.lr,
+            weight_decay: opts.weight_decay,
+            ..Default::default()
+        },
+    )?;
+    let bs = opts.batch_size.max(1);
+    let batches_per_epoch = x_train.len().div_ceil(bs);
+    progress(Progress::Start {
+        vocab: config.vocab_size,
+        batches: batches_per_epoch,
+    });
+
+    let mut best: Option<(f64, usize, LstmWeights)> = None;
+    let mut history = Vec::new();
+    let mut since_best = 0;
+    for epoch in 1..=opts.epochs {
+        let start = Instant::now();
+        // Shuffle, then sort pools of 50 batches by length so a batch pads little.
+        let mut order: Vec<usize> = (0..x_train.len()).collect();
+        rng.shuffle(&mut order);
+        for pool in order.chunks_mut(bs * 50) {
+            pool.sort_by_key(|&i| x_train[i].len());
+        }
+        let mut batches: Vec<&[usize]> = order.chunks(bs).collect();
+        rng.shuffle(&mut batches);
+        let mut loss_sum = 0.0f64;
+        for (bi, batch) in batches.iter().enumerate() {
+            let seqs: Vec<&[u32]> = batch.iter().map(|&i| x_train[i].as_slice()).collect();
+            let ys: Vec<u32> = batch.iter().map(|&i| y_train[i]).collect();
+            let (ids, mask) = net.batch(&seqs)?;
+            let logits = net.forward(&ids, &mask, Some((opts.dropout, &mut rng)))?;
+            let loss = net.loss(&logits, &ys)?;
+            let mut grads = loss.backward()?;
+            if opts.clip > 0.0 {
+                let mut sq = 0.0f64;
+                for v in net.vars() {
+                    if let Some(g) = grads.get(&v) {
+                        sq += g
+                            .sqr()?
+                            .sum_all()?
+                            .to_dtype(CDType::F64)?
+                            .to_scalar::<f64>()?;
+                    }
+                }
+                let norm = sq.sqrt();
+                if norm > opts.clip {
+                    let scale = opts.clip / norm;
+                    for v in net.vars() {
+                        if let Some(g) = grads.remove(&v) {
+                            grads.insert(&v, (g * scale)?);
+                        }
+                    }
+                }
+            }
+            opt.step(&grads)?;
+            let l = loss.to_dtype(CDType::F32)?.to_scalar::<f32>()?;
+            loss_sum += f64::from(l);
+            progress(Progress::Batch {
+                epoch,
+                batch: bi + 1,
+                loss: l,
+            });
+        }
+        let weights = net.to_weights()?;
+        let bytes = weights.to_gguf(DType::F32, &labels, &tokenizer_json)?;
+        let model = LstmClassifier::from_file(Arc::new(edgeinfer_gguf_from_bytes(bytes)?))?;
+        let acc = accuracy(&model, valid)?;
+        let train_loss = (loss_sum / batches.len().max(1) as f64) as f32;
+        history.push((train_loss, acc));
+        let improved = best.as_ref().is_none_or(|(b, _, _)| acc > *b);
+        progress(Progress::Epoch {
+            epoch,
+            train_loss,
+            valid_accuracy: acc,
+            improved,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+        if improved {
+            best = Some((acc, epoch, weights));
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if since_best >= opts.patience {
+                break;
+            }
+        }
+    }
+    let (valid_accuracy, best_epoch, weights) = best.expect("at least one epoch");
+    Ok(Trained {
+        weights,
+        labels,
+        tokenizer_json,
+        best_epoch,
+        valid_accuracy,
+        history,
+    })
+}
+
+fn edgeinfer_gguf_from_bytes(bytes: Vec<u8>) -> Result<edgeinfer_gguf::GgufFile, TrainError> {
+    Ok(edgeinfer_gguf::GgufFile::from_bytes(bytes).map_err(edgeinfer_lstm::LstmError::from)?)
+}

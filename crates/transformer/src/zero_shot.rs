@@ -1,0 +1,171 @@
+//! A decoder as a zero-shot classifier: the text goes into an instruction prompt (through the
+//! model's chat template), and each label is scored by the log-probability the model gives its
+//! tokens as the start of the answer. No free generation: every label is scored, the best wins.
+//!
+//! Small models prefer some labels whatever the text says. After [`ZeroShot::calibrate`], each
+//! label's score is taken relative to its mean score over a set of unlabelled texts: content-free
+//! ones (`""`, `"N/A"`: "contextual calibration", Zhao et al., 2021) or a sample of texts from the
+//! task ("batch calibration", Zhou et al., 2023). No labels are used.
+
+use crate::chat::{render, Message, CHATML};
+use crate::{log_prob, Logits, Model, Session, TransformerError};
+
+/// Labels and prompt for zero-shot classification with one model.
+#[derive(Clone, Debug)]
+pub struct ZeroShot<'m> {
+    model: &'m Model,
+    labels: Vec<String>,
+    label_ids: Vec<Vec<u32>>,
+    instruction: String,
+    /// Text tokens kept (the rest of a longer text is cut).
+    pub max_text_tokens: usize,
+    /// Per-label log-probabilities for content-free input, subtracted from every score.
+    baseline: Option<Vec<f64>>,
+}
+
+/// The scores of one text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZeroShotResult {
+    /// Index of the best label.
+    pub label: usize,
+    /// Sum of the label tokens' log-probabilities, per label (before calibration).
+    pub log_probs: Vec<f64>,
+    /// Calibrated scores normalised over the labels (softmax).
+    pub probs: Vec<f64>,
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+}
+
+impl<'m> ZeroShot<'m> {
+    /// `instruction` is the task ("Is this movie review positive or negative?"); the prompt
+    /// adds the text and the label list. Labels must tokenize to at least one token.
+    pub fn new(
+        model: &'m Model,
+        labels: &[String],
+        instruction: &str,
+    ) -> Result<Self, TransformerError> {
+        if labels.len() < 2 {
+            return Err(TransformerError::BadConfig {
+                what: format!("zero-shot classification needs two or more labels, got {labels:?}"),
+            });
+        }
+        let label_ids = labels
+            .iter()
+            .map(|l| {
+                let ids = model.tokenizer.encode(l, false)?;
+                if ids.is_empty() {
+                    return Err(TransformerError::BadConfig {
+                        what: format!("label {l:?} has no tokens"),
+                    });
+                }
+                Ok(ids)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ZeroShot {
+            model,
+            labels: labels.to_vec(),
+            label_ids,
+            instruction: instruction.to_string(),
+            max_text_tokens: 1024,
+            baseline: None,
+        })
+    }
+
+    /// Content-free inputs for [`calibrate`](Self::calibrate) when no task texts are at hand.
+    pub const CONTENT_FREE: [&'static str; 2] = ["", "N/A"];
+
+    /// Measure each label's mean log-probability over `texts` (unlabelled) and score relative
+    /// to it from now on.
+    pub fn calibrate(
+        &mut self,
+        session: &mut Session<'_>,
+        texts: &[&str],
+    ) -> Result<(), TransformerError> {
+        self.baseline = None;
+        if texts.is_empty() {
+            return Ok(());
+        }
+        let mut sum = vec![0.0; self.labels.len()];
+        for text in texts {
+            let r = self.classify(session, text)?;
+            for (s, l) in sum.iter_mut().zip(&r.log_probs) {
+                *s += l / texts.len() as f64;
+            }
+        }
+        self.baseline = Some(sum);
+        Ok(())
+    }
+
+    /// The calibration baseline, if measured.
+    pub fn baseline(&self) -> Option<&[f64]> {
+        self.baseline.as_deref()
+    }
+
+    /// The labels.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The prompt's token ids for `text` (cut to `max_text_tokens` tokens of text).
+    pub fn prompt(&self, text: &str) -> Result<Vec<u32>, TransformerError> {
+        let tok = &self.model.tokenizer;
+        let ids = tok.encode(text, false)?;
+        let text = if ids.len() > self.max_text_tokens {
+            tok.decode(&ids[..self.max_text_tokens], false)
+        } else {
+            text.to_string()
+        };
+        let user = format!(
+            "{}\n\nText: {}\n\nAnswer with one word: {}.",
+            self.instruction,
+            text.trim(),
+            self.labels.join(" or ")
+        );
+        let template = self.model.chat_template.as_deref().unwrap_or(CHATML);
+        let bos = tok.bos().map(|b| tok.token_text(b)).unwrap_or_default();
+        let eos = tok.eos().map(|b| tok.token_text(b)).unwrap_or_default();
+        let rendered = render(template, &[Message::new("user", &user)], true, &bos, &eos)?;
+        tok.encode(&rendered, false)
+    }
+
+    /// Score every label for `text` in `session` (cleared first; left holding the prompt).
+    pub fn classify(
+        &self,
+        session: &mut Session<'_>,
+        text: &str,
+    ) -> Result<ZeroShotResult, TransformerError> {
+        let prompt = self.prompt(text)?;
+        session.truncate(0);
+        let last = session.forward(&prompt, 0)?;
+        let n = prompt.len();
+        let mut log_probs = Vec::with_capacity(self.labels.len());
+        for ids in &self.label_ids {
+            let mut lp = log_prob(&last, ids[0] as usize);
+            if ids.len() > 1 {
+                let rows = session.forward_logits(&ids[..ids.len() - 1], n, Logits::All)?;
+                let v = rows.len() / (ids.len() - 1);
+                for (k, &next) in ids[1..].iter().enumerate() {
+                    lp += log_prob(&rows[k * v..(k + 1) * v], next as usize);
+                }
+                session.truncate(n);
+            }
+            log_probs.push(lp);
+        }
+        let scores: Vec<f64> = match &self.baseline {
+            Some(b) => log_probs.iter().zip(b).map(|(l, b)| l - b).collect(),
+            None => log_probs.clone(),
+        };
+        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = scores.iter().map(|l| (l - max).exp()).sum();
+        let probs: Vec<f64> = scores.iter().map(|l| (l - max).exp() / sum).collect();
+        let label = (0..probs.len())
+            .max_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)))
+            .unwrap_or(0);
+        Ok(ZeroShotResult {
+            label,
+            log_probs,
+            probs,
+            prompt_tokens: n,
+        })
+    }
+}
