@@ -92,17 +92,17 @@ macro_rules! avx2_tile {
 formats! {
     F32: f::f32_to_f32, Some(f::f32_from_f32), F32, Some(f::dot_f32_f32_generic), avx2!(dot_f32_f32_avx2);
     F16: f::f16_to_f32, Some(f::f16_from_f32), F32, Some(f::dot_f16_f32_generic), avx2!(dot_f16_f32_avx2);
-    BF16: f::bf16_to_f32, Some(f::bf16_from_f32), F32, Some(f::dot_bf16_f32_generic), None;
+    BF16: f::bf16_to_f32, Some(f::bf16_from_f32), F32, Some(f::dot_bf16_f32_generic), avx2!(dot_bf16_f32_avx2);
     Q4_0: f::q4_0_to_f32, Some(f::q4_0_from_f32), Q8_0, Some(f::dot_q4_0_q8_0_generic), avx2!(dot_q4_0_q8_0_avx2), avx2_tile!(tile_q4_0_q8_0_avx2);
     Q4_1: f::q4_1_to_f32, Some(f::q4_1_from_f32), Q8_1, Some(f::dot_q4_1_q8_1_generic), avx2!(dot_q4_1_q8_1_avx2), avx2_tile!(tile_q4_1_q8_1_avx2);
     Q5_0: f::q5_0_to_f32, Some(f::q5_0_from_f32), Q8_0, Some(f::dot_q5_0_q8_0_generic), avx2!(dot_q5_0_q8_0_avx2);
     Q5_1: f::q5_1_to_f32, Some(f::q5_1_from_f32), Q8_1, Some(f::dot_q5_1_q8_1_generic), avx2!(dot_q5_1_q8_1_avx2);
     Q8_0: f::q8_0_to_f32, Some(f::q8_0_from_f32), Q8_0, Some(f::dot_q8_0_q8_0_generic), avx2!(dot_q8_0_q8_0_avx2), avx2_tile!(tile_q8_0_q8_0_avx2);
     Q8_1: f::q8_1_to_f32, Some(f::q8_1_from_f32), Q8_1, None, None;
-    Q2_K: f::q2_k_to_f32, None, Q8_K, Some(f::dot_q2_k_q8_k_generic), None;
-    Q3_K: f::q3_k_to_f32, None, Q8_K, Some(f::dot_q3_k_q8_k_generic), None;
+    Q2_K: f::q2_k_to_f32, None, Q8_K, Some(f::dot_q2_k_q8_k_generic), avx2!(dot_q2_k_q8_k_avx2);
+    Q3_K: f::q3_k_to_f32, None, Q8_K, Some(f::dot_q3_k_q8_k_generic), avx2!(dot_q3_k_q8_k_avx2);
     Q4_K: f::q4_k_to_f32, Some(f::q4_k_from_f32), Q8_K, Some(f::dot_q4_k_q8_k_generic), avx2!(dot_q4_k_q8_k_avx2);
-    Q5_K: f::q5_k_to_f32, None, Q8_K, Some(f::dot_q5_k_q8_k_generic), None;
+    Q5_K: f::q5_k_to_f32, None, Q8_K, Some(f::dot_q5_k_q8_k_generic), avx2!(dot_q5_k_q8_k_avx2);
     Q6_K: f::q6_k_to_f32, Some(f::q6_k_from_f32), Q8_K, Some(f::dot_q6_k_q8_k_generic), avx2!(dot_q6_k_q8_k_avx2);
     Q8_K: f::q8_k_to_f32, Some(f::q8_k_from_f32), Q8_K, None, None;
 }

@@ -163,7 +163,11 @@ safe_wrapper!(dot_q5_1_q8_1_avx2, q5_1_q8_1, 24, 36, QK);
 safe_wrapper!(dot_q8_0_q8_0_avx2, q8_0_q8_0, 34, 34, QK);
 safe_wrapper!(dot_q4_k_q8_k_avx2, q4_k_q8_k, 144, 292, QK_K);
 safe_wrapper!(dot_q6_k_q8_k_avx2, q6_k_q8_k, 210, 292, QK_K);
+safe_wrapper!(dot_q2_k_q8_k_avx2, q2_k_q8_k, 84, 292, QK_K);
+safe_wrapper!(dot_q3_k_q8_k_avx2, q3_k_q8_k, 110, 292, QK_K);
+safe_wrapper!(dot_q5_k_q8_k_avx2, q5_k_q8_k, 176, 292, QK_K);
 safe_wrapper!(dot_f16_f32_avx2, f16_f32, 2, 4, 1);
+safe_wrapper!(dot_bf16_f32_avx2, bf16_f32, 2, 4, 1);
 safe_wrapper!(dot_f32_f32_avx2, f32_f32, 4, 4, 1);
 
 #[inline]
@@ -371,6 +375,199 @@ unsafe fn q6_k_q8_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         }
         hsum_ps(acc)
+    }
+}
+
+/// 16 i16 lanes: the first 8 `s0`, the last 8 `s1` (per-16-element scales of a 32-byte group
+/// after maddubs).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn scale_pair(s0: i16, s1: i16) -> __m256i {
+    _mm256_setr_epi16(
+        s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1,
+    )
+}
+
+/// Bytes of `bits` where `mask` is set → 0xFF, else 0.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn bit_set(bits: __m256i, mask: __m256i) -> __m256i {
+    _mm256_cmpeq_epi8(_mm256_and_si256(bits, mask), mask)
+}
+
+/// The four 2-bit fields of 32 bytes, as 32-byte vectors of values 0..=3 (shifts 0, 2, 4, 6).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn crumbs(q: __m256i) -> [__m256i; 4] {
+    let m3 = _mm256_set1_epi8(3);
+    [
+        _mm256_and_si256(q, m3),
+        _mm256_and_si256(_mm256_srli_epi16(q, 2), m3),
+        _mm256_and_si256(_mm256_srli_epi16(q, 4), m3),
+        _mm256_and_si256(_mm256_srli_epi16(q, 6), m3),
+    ]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q2_k_q8_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
+    // SAFETY: x holds nb blocks of 84 bytes and y nb blocks of 292 (checked by the wrapper).
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_m = 0.0f32;
+        for i in 0..nb {
+            let xb = x.add(i * 84);
+            let yb = y.add(i * 292);
+            let dy = (yb as *const f32).read_unaligned();
+            let d = dy * f16_load(xb.add(80));
+            let dmin = dy * f16_load(xb.add(82));
+            let bs = yb.add(260) as *const i16;
+            let mut summ = 0i32;
+            for j in 0..16 {
+                summ += i32::from(bs.add(j).read_unaligned()) * i32::from(*xb.add(j) >> 4);
+            }
+            let mut sumi = _mm256_setzero_si256();
+            for n in 0..2 {
+                let q = _mm256_loadu_si256(xb.add(16 + 32 * n) as *const __m256i);
+                for (k, v) in crumbs(q).iter().enumerate() {
+                    let g = 4 * n + k;
+                    let y8 = _mm256_loadu_si256(yb.add(4 + 32 * g) as *const __m256i);
+                    let sc = scale_pair(
+                        i16::from(*xb.add(2 * g) & 0xF),
+                        i16::from(*xb.add(2 * g + 1) & 0xF),
+                    );
+                    let p = _mm256_maddubs_epi16(*v, y8);
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sc));
+                }
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            acc_m += dmin * summ as f32;
+        }
+        hsum_ps(acc) - acc_m
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q3_k_q8_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
+    // SAFETY: x holds nb blocks of 110 bytes and y nb blocks of 292 (checked by the wrapper).
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let four = _mm256_set1_epi8(4);
+        for i in 0..nb {
+            let xb = x.add(i * 110);
+            let yb = y.add(i * 292);
+            let d = (yb as *const f32).read_unaligned() * f16_load(xb.add(108));
+            let scales = crate::formats::q3_k_scales(std::slice::from_raw_parts(xb.add(96), 12));
+            let hm = _mm256_loadu_si256(xb as *const __m256i);
+            let mut sumi = _mm256_setzero_si256();
+            for n in 0..2 {
+                let q = _mm256_loadu_si256(xb.add(32 + 32 * n) as *const __m256i);
+                for (k, v) in crumbs(q).iter().enumerate() {
+                    let g = 4 * n + k;
+                    let y8 = _mm256_loadu_si256(yb.add(4 + 32 * g) as *const __m256i);
+                    // value = v - 4 where the high-mask bit g is clear:
+                    // (v - sub)·y = v·y - sub·y, both through maddubs (v, sub unsigned).
+                    let sub =
+                        _mm256_andnot_si256(bit_set(hm, _mm256_set1_epi8((1u8 << g) as i8)), four);
+                    let p = _mm256_sub_epi16(
+                        _mm256_maddubs_epi16(*v, y8),
+                        _mm256_maddubs_epi16(sub, y8),
+                    );
+                    let sc = scale_pair(i16::from(scales[2 * g]), i16::from(scales[2 * g + 1]));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sc));
+                }
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_k_q8_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
+    // SAFETY: x holds nb blocks of 176 bytes and y nb blocks of 292 (checked by the wrapper).
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_m = 0.0f32;
+        let m4 = _mm256_set1_epi8(0x0F);
+        let sixteen = _mm256_set1_epi8(16);
+        for i in 0..nb {
+            let xb = x.add(i * 176);
+            let yb = y.add(i * 292);
+            let dy = (yb as *const f32).read_unaligned();
+            let d = dy * f16_load(xb);
+            let dmin = dy * f16_load(xb.add(2));
+            let sc = std::slice::from_raw_parts(xb.add(4), 12);
+            let qh = _mm256_loadu_si256(xb.add(16) as *const __m256i);
+            let q8 = yb.add(4);
+            let bs = yb.add(260) as *const i16;
+            let mut sumi = _mm256_setzero_si256();
+            let mut summ = 0i32;
+            for j in 0..4 {
+                let (s1, m1) = crate::formats::scale_min_k4(2 * j, sc);
+                let (s2, m2) = crate::formats::scale_min_k4(2 * j + 1, sc);
+                summ += i32::from(m1)
+                    * (i32::from(bs.add(4 * j).read_unaligned())
+                        + i32::from(bs.add(4 * j + 1).read_unaligned()));
+                summ += i32::from(m2)
+                    * (i32::from(bs.add(4 * j + 2).read_unaligned())
+                        + i32::from(bs.add(4 * j + 3).read_unaligned()));
+                let q4 = _mm256_loadu_si256(xb.add(48 + 32 * j) as *const __m256i);
+                let h1 = _mm256_and_si256(
+                    bit_set(qh, _mm256_set1_epi8((1u8 << (2 * j)) as i8)),
+                    sixteen,
+                );
+                let h2 = _mm256_and_si256(
+                    bit_set(qh, _mm256_set1_epi8((2u8 << (2 * j)) as i8)),
+                    sixteen,
+                );
+                let lo = _mm256_or_si256(_mm256_and_si256(q4, m4), h1);
+                let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4, 4), m4), h2);
+                let y1 = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
+                let y2 = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
+                let p1 = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(lo, y1),
+                    _mm256_set1_epi16(i16::from(s1)),
+                );
+                let p2 = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(hi, y2),
+                    _mm256_set1_epi16(i16::from(s2)),
+                );
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            acc_m += dmin * summ as f32;
+        }
+        hsum_ps(acc) - acc_m
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bf16_f32(n: usize, x: *const u8, y: *const u8) -> f32 {
+    // SAFETY: x holds n bf16 values and y n f32 values (checked by the wrapper).
+    unsafe {
+        let widen = |p: *const u8| {
+            _mm256_castsi256_ps(_mm256_slli_epi32(
+                _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i)),
+                16,
+            ))
+        };
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 16 <= n {
+            let a0 = widen(x.add(2 * i));
+            let a1 = widen(x.add(2 * i + 16));
+            acc0 = _mm256_fmadd_ps(a0, _mm256_loadu_ps(y.add(4 * i) as *const f32), acc0);
+            acc1 = _mm256_fmadd_ps(a1, _mm256_loadu_ps(y.add(4 * i + 32) as *const f32), acc1);
+            i += 16;
+        }
+        let mut s = hsum_ps(_mm256_add_ps(acc0, acc1));
+        while i < n {
+            let b = u16::from_le_bytes([*x.add(2 * i), *x.add(2 * i + 1)]);
+            s += f32::from_bits(u32::from(b) << 16) * (y.add(4 * i) as *const f32).read_unaligned();
+            i += 1;
+        }
+        s
     }
 }
 
