@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/fetch-models.sh >/dev/null
+scripts/fetch-text-data.sh >/dev/null
 cargo test --workspace --release "$@"
 # The Botchan perplexity test (10 windows of 512 tokens) runs in the SIMD pass only: with the
 # scalar kernels it takes over ten minutes on two cores, and the scalar path is already checked
 # against the reference logits and greedy ids above.
-EDGEINFER_KERNELS=scalar cargo test --release -p edgeinfer-kernels -p edgeinfer-e2e "$@" -- --skip botchan_perplexity
+EDGEINFER_KERNELS=scalar cargo test --release -p edgeinfer-kernels -p edgeinfer-lstm -p edgeinfer-e2e "$@" -- --skip botchan_perplexity

@@ -58,3 +58,18 @@ pub fn botchan() -> String {
     let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
+
+/// Directory of the text-classification splits (`<set>/{train,valid,test}.csv`), fetched with
+/// `scripts/fetch-text-data.sh` (checksum-verified) if absent.
+pub fn text_data() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(root().join("scripts/fetch-text-data.sh"))
+        .output()
+        .expect("running scripts/fetch-text-data.sh");
+    assert!(
+        out.status.success(),
+        "scripts/fetch-text-data.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}

@@ -119,3 +119,201 @@ fn bad_input_is_a_clear_error_not_a_panic() {
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
 }
+
+fn text_data() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new("bash")
+        .arg(root.join("scripts/fetch-text-data.sh"))
+        .output()
+        .expect("running scripts/fetch-text-data.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+#[test]
+fn classify_with_the_lstm_fixture_and_zero_shot() {
+    let out = edgeinfer(&[
+        "classify",
+        "-m",
+        "fixtures/lstm/sms.q8_0.gguf",
+        "URGENT! You have WON a free prize. Call 09061701461 now to claim",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("spam\t"), "{text}");
+    // Probabilities of both labels, summing to one.
+    let total: f64 = text
+        .lines()
+        .map(|l| l.split('\t').nth(1).unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!((total - 1.0).abs() < 1e-3, "{text}");
+
+    // A batch file with labels: throughput and accuracy on stderr, one prediction per row.
+    let test = text_data().join("sms/test.csv");
+    let out = edgeinfer(&[
+        "classify",
+        "-m",
+        "fixtures/lstm/sms.q8_0.gguf",
+        "--file",
+        test.to_str().unwrap(),
+        "--label-col",
+        "label",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 452);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("texts/s") && err.contains("accuracy"), "{err}");
+
+    // The decoder as a zero-shot classifier: both labels scored, probabilities sum to one.
+    let out = edgeinfer(&[
+        "classify",
+        "--labels",
+        "positive,negative",
+        "--json",
+        "A wonderful, moving film.",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &v["probs"];
+    let sum = p["positive"].as_f64().unwrap() + p["negative"].as_f64().unwrap();
+    assert!((sum - 1.0).abs() < 1e-9, "{v}");
+}
+
+#[test]
+fn compare_writes_a_table_and_a_chart() {
+    let dir = std::env::temp_dir().join(format!("edgeinfer-cli-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("c.svg");
+    let md = dir.join("c.md");
+    let data = text_data();
+    let out = edgeinfer(&[
+        "compare",
+        "--lstm",
+        "fixtures/lstm/sms.q8_0.gguf",
+        "--test",
+        data.join("sms/test.csv").to_str().unwrap(),
+        "--calibrate",
+        data.join("sms/train.csv").to_str().unwrap(),
+        "--limit",
+        "60",
+        "--decoder-limit",
+        "3",
+        "--steps",
+        "48",
+        "--svg",
+        svg.to_str().unwrap(),
+        "--markdown",
+        md.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = std::fs::read_to_string(&md).unwrap();
+    for row in [
+        "LSTM f32",
+        "LSTM int8 (Q8_0)",
+        "LSTM int4 (Q4_0)",
+        "zero-shot",
+    ] {
+        assert!(table.contains(row), "{table}");
+    }
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        chart.starts_with("<svg") && chart.contains("polyline"),
+        "{}",
+        &chart[..200.min(chart.len())]
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn classifier_input_errors_are_clear() {
+    let dir = std::env::temp_dir().join(format!("edgeinfer-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad_utf8 = dir.join("bad.csv");
+    std::fs::write(&bad_utf8, b"text,label\n\"ok\",ham\n\"caf\xe9\",spam\n").unwrap();
+    let no_col = dir.join("nocol.csv");
+    std::fs::write(&no_col, "body,label\nhello,ham\n").unwrap();
+    let bad_json = dir.join("bad.jsonl");
+    std::fs::write(&bad_json, "{\"text\": \"a\", \"label\": \"x\"}\n{oops\n").unwrap();
+    let m = "fixtures/lstm/sms.q8_0.gguf";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["classify", "-m", m, "--file", bad_utf8.to_str().unwrap()],
+            "line 3: invalid UTF-8",
+        ),
+        (
+            vec!["classify", "-m", m, "--file", no_col.to_str().unwrap()],
+            "no column \"text\"",
+        ),
+        (
+            vec!["classify", "-m", m, "--file", bad_json.to_str().unwrap()],
+            "line 2",
+        ),
+        (vec!["classify", "-m", m], "give a text"),
+        (
+            vec!["classify", "-m", m, "--labels", "a,b", "x"],
+            "differ from the classifier's labels",
+        ),
+        (vec!["classify", "-m", "Cargo.toml", "x"], "Cargo.toml"),
+        (
+            vec![
+                "train-lstm",
+                "--train",
+                no_col.to_str().unwrap(),
+                "--valid",
+                no_col.to_str().unwrap(),
+                "--out",
+                "/dev/null",
+            ],
+            "no column \"text\"",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = edgeinfer(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+    // Empty and huge texts (here 6 MB, a million words) are classified, not refused.
+    let out = edgeinfer(&["classify", "-m", m, ""]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let huge = dir.join("huge.csv");
+    std::fs::write(
+        &huge,
+        format!("text\n\"{}\"\n\"\"\n", "word ".repeat(1_000_000)),
+    )
+    .unwrap();
+    let out = edgeinfer(&["classify", "-m", m, "--file", huge.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -7,6 +7,7 @@
 
 mod data;
 mod net;
+mod recurrence;
 mod rng;
 mod tokenizer;
 mod train;

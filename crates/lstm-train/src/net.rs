@@ -2,7 +2,9 @@
 //! (PyTorch gate order i, f, g, o) and masking for padded batches.
 
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::ops::sigmoid;
+use std::sync::Arc;
+
+use crate::recurrence::Recurrence;
 use edgeinfer_lstm::{DirectionWeights, LstmConfig, LstmWeights};
 
 use crate::{Rng, TrainError};
@@ -174,6 +176,15 @@ impl Net {
         mut dropout_rng: Option<(f32, &mut Rng)>,
     ) -> Result<Tensor, TrainError> {
         let (b, t) = ids.dims2()?;
+        // Lengths from the mask (1 on the first len positions of each row).
+        let lens: Arc<Vec<usize>> = Arc::new(
+            mask.to_dtype(DType::F32)?
+                .sum(1)?
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(|v| v.round() as usize)
+                .collect(),
+        );
         let c = &self.config;
         let hs = c.hidden_size;
         let mut x = self
@@ -196,35 +207,18 @@ impl Net {
                     .matmul(&v.w_ih.as_tensor().t()?)?
                     .broadcast_add(&bias)?
                     .reshape((b, t, 4 * hs))?;
-                let w_hh_t = v.w_hh.as_tensor().t()?.contiguous()?;
-                let mut h = Tensor::zeros((b, hs), self.dtype, &Device::Cpu)?;
-                let mut cell = h.clone();
-                let mut per_pos: Vec<Option<Tensor>> = vec![None; if last { 0 } else { t }];
-                for step in 0..t {
-                    let pos = if d == 0 { step } else { t - 1 - step };
-                    let mut z = xp.narrow(1, pos, 1)?.squeeze(1)?;
-                    if step > 0 {
-                        z = (z + h.matmul(&w_hh_t)?)?;
-                    }
-                    let g = z.chunk(4, 1)?;
-                    let i = sigmoid(&g[0])?;
-                    let f = sigmoid(&g[1])?;
-                    let gg = g[2].tanh()?;
-                    let o = sigmoid(&g[3])?;
-                    let c_new = ((f * &cell)? + (i * gg)?)?;
-                    let h_new = (o * c_new.tanh()?)?;
-                    let m = mask.narrow(1, pos, 1)?;
-                    cell = (&cell + m.broadcast_mul(&(c_new - &cell)?)?)?;
-                    h = (&h + m.broadcast_mul(&(h_new - &h)?)?)?;
-                    if !last {
-                        per_pos[pos] = Some(h.clone());
-                    }
-                }
+                let all = xp.contiguous()?.apply_op2(
+                    v.w_hh.as_tensor(),
+                    Recurrence {
+                        lens: lens.clone(),
+                        reverse: d == 1,
+                    },
+                )?;
                 if last {
-                    finals.push(h);
+                    let at = if d == 0 { t - 1 } else { 0 };
+                    finals.push(all.narrow(1, at, 1)?.squeeze(1)?);
                 } else {
-                    let hs: Vec<Tensor> = per_pos.into_iter().map(|h| h.expect("set")).collect();
-                    outs.push(Tensor::stack(&hs, 1)?);
+                    outs.push(all);
                 }
             }
             if !last {
