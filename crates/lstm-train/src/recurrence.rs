@@ -38,9 +38,10 @@ struct Saved<T> {
 }
 
 /// Forward over one sequence; writes `out` (`T × H`) and, if asked, what backward needs.
+/// `wt` is `W_hhᵀ` (`H × 4H`).
 fn forward_seq<T: Float>(
     xp: &[T],
-    w: &[T],
+    wt: &[T],
     len: usize,
     hs: usize,
     reverse: bool,
@@ -54,13 +55,13 @@ fn forward_seq<T: Float>(
     for s in 0..t_len {
         let pos = if reverse { t_len - 1 - s } else { s };
         if pos < len {
-            for (k, zk) in z.iter_mut().enumerate() {
-                let row = &w[k * hs..(k + 1) * hs];
-                let mut acc = xp[pos * 4 * hs + k];
-                for (a, b) in row.iter().zip(&h) {
-                    acc = acc + *a * *b;
+            // z = xp + W·h as a sum of columns (axpy form: vectorizes without reassociating).
+            z.copy_from_slice(&xp[pos * 4 * hs..(pos + 1) * 4 * hs]);
+            for (j, &hj) in h.iter().enumerate() {
+                let col = &wt[j * 4 * hs..(j + 1) * 4 * hs];
+                for (zk, &wk) in z.iter_mut().zip(col) {
+                    *zk = *zk + wk * hj;
                 }
-                *zk = acc;
             }
             if let Some(sv) = saved.as_deref_mut() {
                 sv.c_prev[pos * hs..(pos + 1) * hs].copy_from_slice(&c);
@@ -94,6 +95,7 @@ fn forward_seq<T: Float>(
 fn backward_seq<T: Float>(
     xp: &[T],
     w: &[T],
+    wt: &[T],
     len: usize,
     hs: usize,
     reverse: bool,
@@ -109,7 +111,7 @@ fn backward_seq<T: Float>(
         h_prev: vec![T::zero(); t_len * hs],
     };
     let mut out = vec![T::zero(); t_len * hs];
-    forward_seq(xp, w, len, hs, reverse, &mut out, Some(&mut sv));
+    forward_seq(xp, wt, len, hs, reverse, &mut out, Some(&mut sv));
     let mut dh = vec![T::zero(); hs];
     let mut dc = vec![T::zero(); hs];
     let mut dz = vec![T::zero(); 4 * hs];
@@ -171,6 +173,17 @@ fn contiguous<'a, T>(v: &'a [T], l: &Layout) -> Result<&'a [T]> {
     }
 }
 
+/// `W_hhᵀ`: `[H × 4H]` from `[4H × H]`.
+fn transpose<T: Float>(w: &[T], hs: usize) -> Vec<T> {
+    let mut t = vec![T::zero(); w.len()];
+    for k in 0..4 * hs {
+        for j in 0..hs {
+            t[j * 4 * hs + k] = w[k * hs + j];
+        }
+    }
+    t
+}
+
 impl Recurrence {
     fn fwd<T: Float + Send + Sync>(
         &self,
@@ -180,6 +193,8 @@ impl Recurrence {
         t: usize,
         hs: usize,
     ) -> Vec<T> {
+        let wt = transpose(w, hs);
+        let w = &wt[..];
         let mut out = vec![T::zero(); b * t * hs];
         out.par_chunks_mut(t * hs).enumerate().for_each(|(bi, o)| {
             let x = &xp[bi * t * 4 * hs..(bi + 1) * t * 4 * hs];
@@ -197,6 +212,7 @@ impl Recurrence {
         t: usize,
         hs: usize,
     ) -> (Vec<T>, Vec<T>) {
+        let wt = transpose(w, hs);
         let mut dxp = vec![T::zero(); b * t * 4 * hs];
         let dw = dxp
             .par_chunks_mut(t * 4 * hs)
@@ -207,6 +223,7 @@ impl Recurrence {
                     backward_seq(
                         &xp[bi * t * 4 * hs..(bi + 1) * t * 4 * hs],
                         w,
+                        &wt,
                         self.lens[bi],
                         hs,
                         self.reverse,
