@@ -47,7 +47,7 @@ pub struct ClassifyArgs {
 
 /// One model behind one interface.
 pub enum Classifier {
-    Lstm(LstmClassifier),
+    Lstm(Box<LstmClassifier>),
     Decoder(Box<Model>, Vec<String>, String),
 }
 
@@ -75,7 +75,7 @@ impl Classifier {
                     model.labels
                 );
             }
-            return Ok(Classifier::Lstm(model));
+            return Ok(Classifier::Lstm(Box::new(model)));
         }
         drop(file);
         if labels.len() < 2 {

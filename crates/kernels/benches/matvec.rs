@@ -19,8 +19,12 @@ const TYPES: &[DType] = &[
     DType::Q4_0,
     DType::Q4_1,
     DType::Q8_0,
+    DType::Q2_K,
+    DType::Q3_K,
     DType::Q4_K,
+    DType::Q5_K,
     DType::Q6_K,
+    DType::BF16,
 ];
 
 fn weights(dtype: DType, rows: usize, cols: usize) -> Vec<u8> {

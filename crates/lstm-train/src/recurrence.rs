@@ -158,7 +158,7 @@ fn backward_seq<T: Float>(
 
 fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
     let d = l.dims();
-    if d.len() != 3 || d[2] % 4 != 0 {
+    if d.len() != 3 || !d[2].is_multiple_of(4) {
         return Err(Error::Msg(format!(
             "recurrence: xp must be [B, T, 4H], got {d:?}"
         )));
