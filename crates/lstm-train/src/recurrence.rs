@@ -214,12 +214,16 @@ impl Recurrence {
     ) -> (Vec<T>, Vec<T>) {
         let wt = transpose(w, hs);
         let mut dxp = vec![T::zero(); b * t * 4 * hs];
-        let dw = dxp
-            .par_chunks_mut(t * 4 * hs)
+        // Fixed chunks of sequences, their W_hh gradients summed in order: the result does not
+        // depend on the thread count or on scheduling (training is reproducible for a seed).
+        const CHUNK: usize = 4;
+        let partial: Vec<Vec<T>> = dxp
+            .par_chunks_mut(CHUNK * t * 4 * hs)
             .enumerate()
-            .fold(
-                || vec![T::zero(); 4 * hs * hs],
-                |mut dw, (bi, dx)| {
+            .map(|(ci, dxc)| {
+                let mut dw = vec![T::zero(); 4 * hs * hs];
+                for (k, dx) in dxc.chunks_mut(t * 4 * hs).enumerate() {
+                    let bi = ci * CHUNK + k;
                     backward_seq(
                         &xp[bi * t * 4 * hs..(bi + 1) * t * 4 * hs],
                         w,
@@ -231,18 +235,16 @@ impl Recurrence {
                         dx,
                         &mut dw,
                     );
-                    dw
-                },
-            )
-            .reduce(
-                || vec![T::zero(); 4 * hs * hs],
-                |mut a, b| {
-                    for (x, y) in a.iter_mut().zip(b) {
-                        *x = *x + y;
-                    }
-                    a
-                },
-            );
+                }
+                dw
+            })
+            .collect();
+        let mut dw = vec![T::zero(); 4 * hs * hs];
+        for p in partial {
+            for (x, y) in dw.iter_mut().zip(p) {
+                *x = *x + y;
+            }
+        }
         (dxp, dw)
     }
 }

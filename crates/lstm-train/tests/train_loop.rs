@@ -1,0 +1,87 @@
+//! The training loop on a small synthetic task: it learns it, and a run is bit-reproducible
+//! for a seed whatever the thread count.
+
+use edgeinfer_lstm_train::{train, Example, Rng, TrainOptions};
+use edgeinfer_tensor::DType;
+
+/// Texts of filler words where the label is whether "great" or "awful" occurs (at a random
+/// position, so the model must carry it through the recurrence).
+fn task(n: usize, seed: u64) -> Vec<Example> {
+    let filler = [
+        "the", "film", "was", "a", "plot", "and", "with", "actors", "scene", "it",
+    ];
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            let len = 3 + rng.below(12);
+            let mut words: Vec<&str> = (0..len).map(|_| filler[rng.below(filler.len())]).collect();
+            let (cue, label) = if i % 2 == 0 {
+                ("great", "pos")
+            } else {
+                ("awful", "neg")
+            };
+            let at = rng.below(len + 1);
+            words.insert(at, cue);
+            Example {
+                text: words.join(" "),
+                label: label.into(),
+            }
+        })
+        .collect()
+}
+
+fn opts() -> TrainOptions {
+    TrainOptions {
+        embed_dim: 16,
+        hidden_size: 16,
+        vocab_size: 100,
+        min_frequency: 1,
+        epochs: 4,
+        batch_size: 16,
+        lr: 1e-2,
+        dropout: 0.1,
+        patience: 4,
+        ..TrainOptions::default()
+    }
+}
+
+#[test]
+fn learns_a_cue_anywhere_in_the_text_and_is_reproducible() {
+    let (tr, va) = (task(400, 1), task(100, 2));
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| train(&tr, &va, &opts(), &mut |_| {}).unwrap())
+    };
+    let a = run(1);
+    assert!(
+        a.valid_accuracy >= 0.97,
+        "valid accuracy {}",
+        a.valid_accuracy
+    );
+    let losses: Vec<f32> = a.history.iter().map(|h| h.0).collect();
+    assert!(losses.last() < losses.first(), "{losses:?}");
+    let b = run(2);
+    assert_eq!(
+        a.to_gguf(DType::F32).unwrap(),
+        b.to_gguf(DType::F32).unwrap()
+    );
+}
+
+#[test]
+fn bad_training_sets_are_errors() {
+    let one_label: Vec<Example> = task(10, 3)
+        .into_iter()
+        .filter(|e| e.label == "pos")
+        .collect();
+    let err = train(&one_label, &task(10, 4), &opts(), &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("two labels"), "{err}");
+    let mut odd = task(10, 5);
+    odd[0].label = "maybe".into();
+    let err = train(&task(10, 6), &odd, &opts(), &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("\"maybe\""), "{err}");
+    let err = train(&[], &task(10, 7), &opts(), &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+}
