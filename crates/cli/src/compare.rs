@@ -11,7 +11,7 @@ use clap::Args;
 use edgeinfer_gguf::GgufFile;
 use edgeinfer_kernels::cycles;
 use edgeinfer_lstm::{LstmClassifier, LstmWeights, StepTrace};
-use edgeinfer_lstm_train::{read_examples, Example};
+use edgeinfer_lstm_train::{label_ids, read_examples, Example};
 use edgeinfer_tensor::DType;
 use edgeinfer_transformer::{Model, Session, ZeroShot};
 use serde_json::{json, Value};
@@ -106,15 +106,10 @@ pub fn scores(pred: &[usize], truth: &[usize], n_classes: usize) -> (f64, f64) {
 }
 
 fn truth(examples: &[Example], labels: &[String]) -> Result<Vec<usize>> {
-    examples
-        .iter()
-        .map(|e| {
-            labels
-                .iter()
-                .position(|l| *l == e.label)
-                .with_context(|| format!("test label {:?} is not one of {labels:?}", e.label))
-        })
-        .collect()
+    Ok(label_ids(examples, labels, "test set")?
+        .into_iter()
+        .map(|i| i as usize)
+        .collect())
 }
 
 /// Per-position (nanoseconds, cycles), reduced to medians over bins of `bin` positions.

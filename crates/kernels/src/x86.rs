@@ -267,6 +267,41 @@ unsafe fn q8_0_q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
     }
 }
 
+/// Group `j` (64 values) of a Q4_K/Q5_K block against Q8_K: `lo` and `hi` are its two halves
+/// as unsigned bytes; returns their dot with the activations, each half times its 6-bit scale,
+/// and the min correction `m·Σ activations` of both halves (from the Q8_K block sums).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn k4_group(
+    j: usize,
+    sc: &[u8],
+    bs: *const i16,
+    q8: *const u8,
+    lo: __m256i,
+    hi: __m256i,
+) -> (__m256i, i32) {
+    // SAFETY: bs points to the 16 block sums and q8 to the 256 activations of one Q8_K block
+    // (guaranteed by the calling kernel); j < 4.
+    unsafe {
+        let (s1, m1) = crate::formats::scale_min_k4(2 * j, sc);
+        let (s2, m2) = crate::formats::scale_min_k4(2 * j + 1, sc);
+        let bsum = |k: usize| i32::from(bs.add(k).read_unaligned());
+        let summ = i32::from(m1) * (bsum(4 * j) + bsum(4 * j + 1))
+            + i32::from(m2) * (bsum(4 * j + 2) + bsum(4 * j + 3));
+        let y1 = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
+        let y2 = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
+        let p1 = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(lo, y1),
+            _mm256_set1_epi16(i16::from(s1)),
+        );
+        let p2 = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(hi, y2),
+            _mm256_set1_epi16(i16::from(s2)),
+        );
+        (_mm256_add_epi32(p1, p2), summ)
+    }
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_k_q8_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
     // SAFETY: x holds nb blocks of 144 bytes and y nb blocks of 292 (checked by the wrapper).
@@ -286,28 +321,12 @@ unsafe fn q4_k_q8_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
             let mut sumi = _mm256_setzero_si256();
             let mut summ = 0i32;
             for j in 0..4 {
-                let (s1, m1) = crate::formats::scale_min_k4(2 * j, sc);
-                let (s2, m2) = crate::formats::scale_min_k4(2 * j + 1, sc);
-                summ += i32::from(m1)
-                    * (i32::from(bs.add(4 * j).read_unaligned())
-                        + i32::from(bs.add(4 * j + 1).read_unaligned()));
-                summ += i32::from(m2)
-                    * (i32::from(bs.add(4 * j + 2).read_unaligned())
-                        + i32::from(bs.add(4 * j + 3).read_unaligned()));
                 let q4 = _mm256_loadu_si256(xb.add(16 + 32 * j) as *const __m256i);
                 let lo = _mm256_and_si256(q4, m4);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-                let y1 = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
-                let y2 = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
-                let p1 = _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(lo, y1),
-                    _mm256_set1_epi16(i16::from(s1)),
-                );
-                let p2 = _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(hi, y2),
-                    _mm256_set1_epi16(i16::from(s2)),
-                );
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
+                let (p, m) = k4_group(j, sc, bs, q8, lo, hi);
+                sumi = _mm256_add_epi32(sumi, p);
+                summ += m;
             }
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
             acc_m += dmin * summ as f32;
@@ -503,14 +522,6 @@ unsafe fn q5_k_q8_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
             let mut sumi = _mm256_setzero_si256();
             let mut summ = 0i32;
             for j in 0..4 {
-                let (s1, m1) = crate::formats::scale_min_k4(2 * j, sc);
-                let (s2, m2) = crate::formats::scale_min_k4(2 * j + 1, sc);
-                summ += i32::from(m1)
-                    * (i32::from(bs.add(4 * j).read_unaligned())
-                        + i32::from(bs.add(4 * j + 1).read_unaligned()));
-                summ += i32::from(m2)
-                    * (i32::from(bs.add(4 * j + 2).read_unaligned())
-                        + i32::from(bs.add(4 * j + 3).read_unaligned()));
                 let q4 = _mm256_loadu_si256(xb.add(48 + 32 * j) as *const __m256i);
                 let h1 = _mm256_and_si256(
                     bit_set(qh, _mm256_set1_epi8((1u8 << (2 * j)) as i8)),
@@ -522,17 +533,9 @@ unsafe fn q5_k_q8_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
                 );
                 let lo = _mm256_or_si256(_mm256_and_si256(q4, m4), h1);
                 let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4, 4), m4), h2);
-                let y1 = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
-                let y2 = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
-                let p1 = _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(lo, y1),
-                    _mm256_set1_epi16(i16::from(s1)),
-                );
-                let p2 = _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(hi, y2),
-                    _mm256_set1_epi16(i16::from(s2)),
-                );
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
+                let (p, m) = k4_group(j, sc, bs, q8, lo, hi);
+                sumi = _mm256_add_epi32(sumi, p);
+                summ += m;
             }
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
             acc_m += dmin * summ as f32;

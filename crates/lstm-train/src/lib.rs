@@ -16,7 +16,7 @@ pub use data::{read_examples, Example};
 pub use net::Net;
 pub use rng::Rng;
 pub use tokenizer::{train_tokenizer, TokenizerOptions};
-pub use train::{accuracy, train, Progress, TrainOptions, Trained};
+pub use train::{accuracy, label_ids, train, Progress, TrainOptions, Trained};
 
 /// Errors of the training crate.
 #[derive(Debug, thiserror::Error)]

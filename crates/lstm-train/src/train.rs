@@ -109,7 +109,12 @@ pub fn accuracy(model: &LstmClassifier, examples: &[Example]) -> Result<f64, Tra
     Ok(right as f64 / examples.len().max(1) as f64)
 }
 
-fn label_ids(examples: &[Example], labels: &[String], what: &str) -> Result<Vec<u32>, TrainError> {
+/// Index of each example's label in `labels`; an unknown label is an error naming `what`.
+pub fn label_ids(
+    examples: &[Example],
+    labels: &[String],
+    what: &str,
+) -> Result<Vec<u32>, TrainError> {
     examples
         .iter()
         .map(|e| {
