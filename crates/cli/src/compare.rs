@@ -250,10 +250,13 @@ pub fn run(out: &mut impl Write, a: &CompareArgs) -> Result<()> {
     if let Some(w) = &a.worker {
         crate::llm::init_threads(a.threads)?;
         let (kind, path) = w.split_once(':').context("worker spec")?;
-        let lstm = LstmClassifier::load(&a.lstm)?;
         let v = match kind {
             "lstm" => worker_lstm(a, Path::new(path))?,
-            "decoder" => worker_decoder(a, Path::new(path), &lstm.labels)?,
+            // The decoder scores the LSTM's classes: read their names from its file.
+            "decoder" => {
+                let labels = LstmClassifier::load(&a.lstm)?.labels;
+                worker_decoder(a, Path::new(path), &labels)?
+            }
             _ => bail!("unknown worker {kind}"),
         };
         writeln!(out, "{v}")?;
