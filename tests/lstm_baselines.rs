@@ -20,9 +20,10 @@ fn test_accuracy(set: &str, model: &LstmClassifier) -> f64 {
     accuracy(model, &test).unwrap()
 }
 
-/// (set, accuracy the shipped fixture must keep). SMS and IMDB are at or above the bag-of-words
-/// Naive Bayes floors of DATA.md (98.7 %, 85 %); RT is below its 76 % (see the README).
-const FIXTURES: &[(&str, f64)] = &[("sms", 0.987), ("imdb", 0.85), ("rt", 0.72)];
+/// (set, accuracy the shipped fixture must keep): the bag-of-words Naive Bayes floors of
+/// DATA.md. The RT fixture is built on SmolLM2's tokenizer and frozen input embeddings (see
+/// `fixtures/lstm/README.md`); from scratch it stays under 76 %.
+const FIXTURES: &[(&str, f64)] = &[("sms", 0.987), ("imdb", 0.85), ("rt", 0.76)];
 
 #[test]
 fn shipped_int8_baselines_keep_their_test_accuracy() {

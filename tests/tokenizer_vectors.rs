@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::str::FromStr;
 
 use edgeinfer_gguf::GgufFile;
 use edgeinfer_transformer::Tokenizer;
@@ -37,11 +38,19 @@ fn byte_level_bpe_matches_llama_cpp_vectors() {
             .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
             .collect();
         assert_eq!(texts.len(), expected.len(), "{name}: inputs vs outputs");
+        // The JSON form (what an LSTM classifier built on this vocabulary stores) must
+        // tokenize identically once read back.
+        let json = tk.to_json().unwrap();
+        let back = tokenizers::Tokenizer::from_str(&json).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut failures = Vec::new();
         for (text, want) in texts.iter().zip(&expected) {
             let got = tk.encode(text, false).unwrap();
             if &got != want {
                 failures.push(format!("{text:?}: got {got:?}, want {want:?}"));
+            }
+            let again = back.encode(*text, false).unwrap();
+            if again.get_ids() != want.as_slice() {
+                failures.push(format!("{text:?} from JSON: got {:?}", again.get_ids()));
             }
         }
         assert!(

@@ -2,11 +2,14 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use edgeinfer_lstm::{Keep, LstmClassifier};
-use edgeinfer_lstm_train::{accuracy, read_examples, train, Progress, TrainOptions};
+use edgeinfer_lstm_train::{
+    accuracy, read_examples, train, PretrainedEmbeddings, Progress, TrainOptions,
+};
 use edgeinfer_tensor::DType;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -49,6 +52,10 @@ pub struct TrainArgs {
     /// Fewest occurrences of a word to enter the vocabulary.
     #[arg(long, default_value_t = 2)]
     pub min_freq: u64,
+    /// Start from a decoder GGUF's tokenizer and input embeddings: its token vectors stay
+    /// frozen and a projection to --embed dimensions is learned (replaces --vocab/--min-freq).
+    #[arg(long, value_name = "MODEL")]
+    pub embeddings_from: Option<PathBuf>,
     /// Tokens kept per text (0: all, up to 65,536).
     #[arg(long, default_value_t = 256)]
     pub max_tokens: usize,
@@ -76,6 +83,29 @@ pub struct TrainArgs {
     /// Worker threads (default: all cores).
     #[arg(short, long)]
     pub threads: Option<usize>,
+}
+
+/// A decoder's tokenizer and its input embedding table, dequantized to f32.
+fn pretrained_embeddings(path: &Path) -> Result<PretrainedEmbeddings> {
+    let model = edgeinfer_transformer::Model::load(path)
+        .with_context(|| format!("--embeddings-from {}", path.display()))?;
+    let tokenizer_json = model.tokenizer.to_json()?;
+    let (vocab, dim) = (model.config.vocab_size, model.config.d_model);
+    let emb = model.matrix(&model.token_embd);
+    let mut table = vec![0f32; vocab * dim];
+    for (r, row) in table.chunks_exact_mut(dim).enumerate() {
+        emb.dequantize_row(r, row)?;
+    }
+    eprintln!(
+        "embeddings from {}: {vocab} tokens × {dim} ({})",
+        path.display(),
+        model.token_embd.dtype.name()
+    );
+    Ok(PretrainedEmbeddings {
+        tokenizer_json,
+        dim,
+        table,
+    })
 }
 
 /// Parse a weight type accepted for LSTM files.
@@ -128,6 +158,12 @@ pub fn run(out: &mut impl Write, a: &TrainArgs) -> Result<()> {
         clip: a.clip,
         patience: a.patience,
         seed: a.seed,
+        pretrained: a
+            .embeddings_from
+            .as_deref()
+            .map(pretrained_embeddings)
+            .transpose()?
+            .map(Arc::new),
     };
     eprintln!(
         "training on {} examples, validating on {}",

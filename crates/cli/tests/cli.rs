@@ -253,6 +253,8 @@ fn classifier_input_errors_are_clear() {
     std::fs::write(&bad_utf8, b"text,label\n\"ok\",ham\n\"caf\xe9\",spam\n").unwrap();
     let no_col = dir.join("nocol.csv");
     std::fs::write(&no_col, "body,label\nhello,ham\n").unwrap();
+    let ok = dir.join("ok.csv");
+    std::fs::write(&ok, "text,label\nhello,ham\nbuy now,spam\n").unwrap();
     let bad_json = dir.join("bad.jsonl");
     std::fs::write(&bad_json, "{\"text\": \"a\", \"label\": \"x\"}\n{oops\n").unwrap();
     let m = "fixtures/lstm/sms.q8_0.gguf";
@@ -286,6 +288,20 @@ fn classifier_input_errors_are_clear() {
                 "/dev/null",
             ],
             "no column \"text\"",
+        ),
+        (
+            vec![
+                "train-lstm",
+                "--train",
+                ok.to_str().unwrap(),
+                "--valid",
+                ok.to_str().unwrap(),
+                "--out",
+                "/dev/null",
+                "--embeddings-from",
+                "fixtures/lstm/tiny.gguf",
+            ],
+            "--embeddings-from fixtures/lstm/tiny.gguf",
         ),
     ];
     for (args, needle) in cases {

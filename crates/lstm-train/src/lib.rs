@@ -13,7 +13,7 @@ mod tokenizer;
 mod train;
 
 pub use data::{read_examples, Example};
-pub use net::Net;
+pub use net::{Net, PretrainedEmbeddings};
 pub use rng::Rng;
 pub use tokenizer::{train_tokenizer, TokenizerOptions};
 pub use train::{accuracy, label_ids, train, Progress, TrainOptions, Trained};

@@ -16,11 +16,41 @@ struct DirVars {
     b_hh: Var,
 }
 
+/// Token vectors of another model (a decoder's input embeddings, say) with the tokenizer they
+/// belong to. Training keeps them frozen and learns a projection `dim → embed_dim`; the exported
+/// embedding table is `table · projection`, so the deployed file is an ordinary classifier with
+/// that tokenizer.
+#[derive(Clone, Debug)]
+pub struct PretrainedEmbeddings {
+    /// `tokenizers` JSON.
+    pub tokenizer_json: String,
+    pub dim: usize,
+    /// `vocab × dim`, row-major.
+    pub table: Vec<f32>,
+}
+
+impl PretrainedEmbeddings {
+    /// Rows of the table.
+    pub fn vocab_size(&self) -> usize {
+        self.table.len() / self.dim.max(1)
+    }
+}
+
+enum Embedding {
+    Learned(Var),
+    /// Frozen `[vocab, dim]` table (scaled to unit standard deviation) and a learned
+    /// `[dim, embed_dim]` projection.
+    Projected {
+        table: Tensor,
+        proj: Var,
+    },
+}
+
 /// Trainable parameters.
 pub struct Net {
     pub config: LstmConfig,
     dtype: DType,
-    emb: Var,
+    emb: Embedding,
     layers: Vec<Vec<DirVars>>,
     fc_w: Var,
     fc_b: Var,
@@ -87,6 +117,52 @@ impl Net {
         Net::from_weights(&w, dtype)
     }
 
+    /// As [`Net::new`], with the embedding a learned projection of `pre`'s frozen table (whose
+    /// rows must be `config.vocab_size`), the projection initialised so embeddings start with
+    /// about unit variance, as the random table does.
+    pub fn with_pretrained(
+        config: &LstmConfig,
+        dtype: DType,
+        rng: &mut Rng,
+        pre: &PretrainedEmbeddings,
+    ) -> Result<Net, TrainError> {
+        if pre.dim == 0 || pre.table.len() != config.vocab_size * pre.dim {
+            return Err(TrainError::Invalid(format!(
+                "pretrained embeddings: {} values are not {} tokens × {} dimensions",
+                pre.table.len(),
+                config.vocab_size,
+                pre.dim
+            )));
+        }
+        let mut net = Net::new(config, dtype, rng)?;
+        let n = pre.table.len() as f64;
+        let mean = pre.table.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let variance = pre
+            .table
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        if !(variance > 0.0 && variance.is_finite()) {
+            return Err(TrainError::Invalid(
+                "pretrained embeddings: the table is constant or not finite".into(),
+            ));
+        }
+        let inv = (1.0 / variance.sqrt()) as f32;
+        let table: Vec<f32> = pre.table.iter().map(|&v| v * inv).collect();
+        let table =
+            Tensor::from_vec(table, (config.vocab_size, pre.dim), &Device::Cpu)?.to_dtype(dtype)?;
+        let std = 1.0 / (pre.dim as f64).sqrt();
+        let proj: Vec<f32> = (0..pre.dim * config.embed_dim)
+            .map(|_| (rng.normal() * std) as f32)
+            .collect();
+        net.emb = Embedding::Projected {
+            table,
+            proj: var(proj, &[pre.dim, config.embed_dim], dtype)?,
+        };
+        Ok(net)
+    }
+
     /// Variables holding `w` (in `dtype`: F64 for gradient checks).
     pub fn from_weights(w: &LstmWeights, dtype: DType) -> Result<Net, TrainError> {
         w.check()?;
@@ -108,16 +184,24 @@ impl Net {
         Ok(Net {
             config: c.clone(),
             dtype,
-            emb: var(w.embedding.clone(), &[c.vocab_size, c.embed_dim], dtype)?,
+            emb: Embedding::Learned(var(
+                w.embedding.clone(),
+                &[c.vocab_size, c.embed_dim],
+                dtype,
+            )?),
             layers,
             fc_w: var(w.fc_w.clone(), &[c.num_classes, c.feature_dim()], dtype)?,
             fc_b: var(w.fc_b.clone(), &[c.num_classes], dtype)?,
         })
     }
 
-    /// Every variable, in the order of [`LstmWeights::tensors`].
+    /// Every variable, in the order of [`LstmWeights::tensors`] (with a pretrained table, its
+    /// projection in the embedding's place).
     pub fn vars(&self) -> Vec<Var> {
-        let mut v = vec![self.emb.clone()];
+        let mut v = vec![match &self.emb {
+            Embedding::Learned(e) => e.clone(),
+            Embedding::Projected { proj, .. } => proj.clone(),
+        }];
         for dirs in &self.layers {
             for d in dirs {
                 v.extend([
@@ -135,7 +219,14 @@ impl Net {
     /// The current values as f32 weights.
     pub fn to_weights(&self) -> Result<LstmWeights, TrainError> {
         let mut w = LstmWeights::zeros(&self.config);
-        w.embedding = values(&self.emb)?;
+        w.embedding = match &self.emb {
+            Embedding::Learned(e) => values(e)?,
+            Embedding::Projected { table, proj } => table
+                .matmul(proj.as_tensor())?
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?,
+        };
         for (dirs, vars) in w.layers.iter_mut().zip(&self.layers) {
             for (d, v) in dirs.iter_mut().zip(vars) {
                 *d = DirectionWeights {
@@ -187,11 +278,14 @@ impl Net {
         );
         let c = &self.config;
         let hs = c.hidden_size;
-        let mut x = self
-            .emb
-            .as_tensor()
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, c.embed_dim))?;
+        let flat = ids.flatten_all()?;
+        let mut x = match &self.emb {
+            Embedding::Learned(e) => e.as_tensor().index_select(&flat, 0)?,
+            Embedding::Projected { table, proj } => {
+                table.index_select(&flat, 0)?.matmul(proj.as_tensor())?
+            }
+        }
+        .reshape((b, t, c.embed_dim))?;
         if let Some((p, rng)) = dropout_rng.as_mut() {
             x = dropout(&x, *p, rng)?;
         }

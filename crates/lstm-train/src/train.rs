@@ -2,6 +2,7 @@
 //! clipping, validation accuracy after every epoch (with the inference crate, on the exported
 //! f32 model), early stopping, best weights kept.
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,7 +11,9 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use edgeinfer_lstm::{truncate, Keep, LstmClassifier, LstmConfig, LstmWeights};
 use edgeinfer_tensor::DType;
 
-use crate::{train_tokenizer, Example, Net, Rng, TokenizerOptions, TrainError};
+use crate::{
+    train_tokenizer, Example, Net, PretrainedEmbeddings, Rng, TokenizerOptions, TrainError,
+};
 
 /// Hyper-parameters of a run.
 #[derive(Clone, Debug)]
@@ -32,6 +35,10 @@ pub struct TrainOptions {
     /// Epochs without a better validation accuracy before stopping.
     pub patience: usize,
     pub seed: u64,
+    /// Use this tokenizer and a projection of these frozen token vectors instead of a
+    /// word-level vocabulary trained on the data with a learned table (`vocab_size` and
+    /// `min_frequency` are then unused).
+    pub pretrained: Option<Arc<PretrainedEmbeddings>>,
 }
 
 impl Default for TrainOptions {
@@ -53,6 +60,7 @@ impl Default for TrainOptions {
             clip: 5.0,
             patience: 2,
             seed: 1,
+            pretrained: None,
         }
     }
 }
@@ -156,13 +164,27 @@ pub fn train(
     label_ids(valid, &labels, "validation set")?;
 
     let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
-    let tok = train_tokenizer(
-        &texts,
-        &TokenizerOptions {
-            vocab_size: opts.vocab_size,
-            min_frequency: opts.min_frequency,
-        },
-    )?;
+    let tok = match &opts.pretrained {
+        Some(p) => {
+            let tok = tokenizers::Tokenizer::from_str(&p.tokenizer_json)
+                .map_err(|e| TrainError::Tokenizer(e.to_string()))?;
+            if tok.get_vocab_size(true) != p.vocab_size() {
+                return Err(TrainError::Invalid(format!(
+                    "pretrained embeddings: the tokenizer has {} tokens, the table {} rows",
+                    tok.get_vocab_size(true),
+                    p.vocab_size()
+                )));
+            }
+            tok
+        }
+        None => train_tokenizer(
+            &texts,
+            &TokenizerOptions {
+                vocab_size: opts.vocab_size,
+                min_frequency: opts.min_frequency,
+            },
+        )?,
+    };
     let tokenizer_json = tok
         .to_string(false)
         .map_err(|e| TrainError::Tokenizer(e.to_string()))?;
@@ -190,7 +212,10 @@ pub fn train(
     };
     config.validate()?;
     let mut rng = Rng::new(opts.seed);
-    let net = Net::new(&config, CDType::F32, &mut rng)?;
+    let net = match &opts.pretrained {
+        Some(p) => Net::with_pretrained(&config, CDType::F32, &mut rng, p)?,
+        None => Net::new(&config, CDType::F32, &mut rng)?,
+    };
     let mut opt = AdamW::new(
         net.vars(),
         ParamsAdamW {

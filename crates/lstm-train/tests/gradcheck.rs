@@ -1,13 +1,13 @@
 //! candle's gradients of the classifier loss against central finite differences (float64),
-//! for every parameter of a tiny 2-layer bidirectional model on a padded batch.
+//! for every parameter of a tiny 2-layer bidirectional model on a padded batch, with a learned
+//! embedding table and with a projected frozen one.
 
 use candle_core::{DType, Tensor};
 use edgeinfer_lstm::{Keep, LstmConfig};
-use edgeinfer_lstm_train::{Net, Rng};
+use edgeinfer_lstm_train::{Net, PretrainedEmbeddings, Rng};
 
-#[test]
-fn gradients_match_finite_differences() {
-    let config = LstmConfig {
+fn config() -> LstmConfig {
+    LstmConfig {
         vocab_size: 6,
         embed_dim: 3,
         hidden_size: 2,
@@ -16,9 +16,11 @@ fn gradients_match_finite_differences() {
         num_classes: 3,
         max_tokens: 0,
         keep: Keep::First,
-    };
-    let mut rng = Rng::new(7);
-    let net = Net::new(&config, DType::F64, &mut rng).unwrap();
+    }
+}
+
+/// Compare every gradient of `net` with finite differences; returns how many were compared.
+fn check(net: &Net) -> usize {
     // Different lengths, so masking and the reverse direction's start on padding are exercised.
     let seqs: Vec<Vec<u32>> = vec![vec![1, 4, 2, 5], vec![3], vec![0, 2, 2], vec![]];
     let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
@@ -33,7 +35,6 @@ fn gradients_match_finite_differences() {
     };
     let logits = net.forward(&ids, &mask, None).unwrap();
     let grads = net.loss(&logits, &labels).unwrap().backward().unwrap();
-
     let eps = 1e-6;
     let mut checked = 0;
     let mut worst = 0.0f64;
@@ -49,11 +50,11 @@ fn gradients_match_finite_differences() {
             p[i] = base[i] + eps;
             v.set(&Tensor::from_vec(p.clone(), &shape, v.device()).unwrap())
                 .unwrap();
-            let up = loss(&net);
+            let up = loss(net);
             p[i] = base[i] - eps;
             v.set(&Tensor::from_vec(p, &shape, v.device()).unwrap())
                 .unwrap();
-            let down = loss(&net);
+            let down = loss(net);
             v.set(&Tensor::from_vec(base.clone(), &shape, v.device()).unwrap())
                 .unwrap();
             let numeric = (up - down) / (2.0 * eps);
@@ -70,11 +71,30 @@ fn gradients_match_finite_differences() {
             checked += 1;
         }
     }
-    // Every parameter was compared (every token id occurs in the batch, so every embedding row
-    // has a gradient).
-    assert_eq!(
-        checked,
-        18 + 2 * (24 + 16 + 8 + 8) + 2 * (32 + 16 + 8 + 8) + 12 + 3
-    );
     eprintln!("{checked} gradients, worst relative error {worst:.2e}");
+    checked
+}
+
+/// Every LSTM and output parameter: both directions of both layers, then the linear layer.
+const REST: usize = 2 * (24 + 16 + 8 + 8) + 2 * (32 + 16 + 8 + 8) + 12 + 3;
+
+#[test]
+fn gradients_match_finite_differences() {
+    let mut rng = Rng::new(7);
+    let net = Net::new(&config(), DType::F64, &mut rng).unwrap();
+    // Every token id occurs in the batch, so every embedding row has a gradient.
+    assert_eq!(check(&net), 18 + REST);
+}
+
+#[test]
+fn projected_embedding_gradients_match_finite_differences() {
+    let mut rng = Rng::new(8);
+    let pre = PretrainedEmbeddings {
+        tokenizer_json: String::new(),
+        dim: 4,
+        table: (0..24).map(|_| (rng.normal() * 0.05) as f32).collect(),
+    };
+    let net = Net::with_pretrained(&config(), DType::F64, &mut rng, &pre).unwrap();
+    // The table is frozen: only the 4 × 3 projection is a variable in its place.
+    assert_eq!(check(&net), 12 + REST);
 }

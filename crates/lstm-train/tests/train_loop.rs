@@ -1,7 +1,13 @@
 //! The training loop on a small synthetic task: it learns it, and a run is bit-reproducible
 //! for a seed whatever the thread count.
 
-use edgeinfer_lstm_train::{train, Example, Rng, TrainOptions};
+use std::sync::Arc;
+
+use edgeinfer_gguf::GgufFile;
+use edgeinfer_lstm::LstmClassifier;
+use edgeinfer_lstm_train::{
+    train, train_tokenizer, Example, PretrainedEmbeddings, Rng, TokenizerOptions, TrainOptions,
+};
 use edgeinfer_tensor::DType;
 
 /// Texts of filler words where the label is whether "great" or "awful" occurs (at a random
@@ -84,4 +90,57 @@ fn bad_training_sets_are_errors() {
     assert!(err.to_string().contains("\"maybe\""), "{err}");
     let err = train(&[], &task(10, 7), &opts(), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
+}
+
+/// A frozen table of random token vectors with a tokenizer made elsewhere: the projection is
+/// enough to learn the cue, and the written file carries that tokenizer, whole.
+#[test]
+fn learns_through_a_frozen_pretrained_table() {
+    let (tr, va) = (task(400, 1), task(100, 2));
+    let texts: Vec<&str> = tr.iter().map(|e| e.text.as_str()).collect();
+    let tok = train_tokenizer(
+        &texts,
+        &TokenizerOptions {
+            vocab_size: 100,
+            min_frequency: 1,
+        },
+    )
+    .unwrap();
+    let vocab = tok.get_vocab_size(true);
+    let dim = 24;
+    let mut rng = Rng::new(3);
+    let pre = PretrainedEmbeddings {
+        tokenizer_json: tok.to_string(false).unwrap(),
+        dim,
+        table: (0..vocab * dim)
+            .map(|_| (rng.normal() * 0.02) as f32)
+            .collect(),
+    };
+    let o = TrainOptions {
+        pretrained: Some(Arc::new(pre.clone())),
+        ..opts()
+    };
+    let t = train(&tr, &va, &o, &mut |_| {}).unwrap();
+    assert!(
+        t.valid_accuracy >= 0.97,
+        "valid accuracy {}",
+        t.valid_accuracy
+    );
+    assert_eq!(t.tokenizer_json, pre.tokenizer_json);
+    assert_eq!(t.weights.embedding.len(), vocab * 16);
+    let file = GgufFile::from_bytes(t.to_gguf(DType::F32).unwrap()).unwrap();
+    let model = LstmClassifier::from_file(Arc::new(file)).unwrap();
+    assert_eq!(model.tokenizer().unwrap().get_vocab_size(true), vocab);
+
+    // A table that does not fit the tokenizer is an error saying so.
+    let short = PretrainedEmbeddings {
+        table: pre.table[..(vocab - 1) * dim].to_vec(),
+        ..pre
+    };
+    let o = TrainOptions {
+        pretrained: Some(Arc::new(short)),
+        ..opts()
+    };
+    let err = train(&tr, &va, &o, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("table"), "{err}");
 }

@@ -278,6 +278,16 @@ impl Tokenizer {
         Ok(ids)
     }
 
+    /// The tokenizer as `tokenizers` JSON (what `tokenizers::Tokenizer::from_str` reads back),
+    /// e.g. to give another model (the LSTM classifier) the same vocabulary.
+    pub fn to_json(&self) -> Result<String, TransformerError> {
+        self.inner
+            .to_string(false)
+            .map_err(|e| TransformerError::Tokenize {
+                what: e.to_string(),
+            })
+    }
+
     /// The raw bytes of a token (control tokens as their text); empty for an unknown id.
     pub fn token_bytes(&self, id: u32) -> &[u8] {
         let i = id as usize;
