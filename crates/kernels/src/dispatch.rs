@@ -17,10 +17,10 @@ pub type ToF32 = fn(&[u8], &mut [f32]);
 pub type FromF32 = fn(&[f32], &mut [u8]);
 /// Dot product of `n` elements: weight blocks × activation blocks of the paired type.
 pub type VecDot = fn(usize, &[u8], &[u8]) -> f32;
-/// Tile of dot products: `out[r · out_stride + t] = W_r · A_t` for `rows` weight rows (`w`,
-/// contiguous) and `n_acts` activation rows (`a`, contiguous), each of `n` elements:
-/// `(n, w, rows, a, n_acts, out, out_stride)`.
-pub type Tile = fn(usize, &[u8], usize, &[u8], usize, &mut [f32], usize);
+/// Tile of dot products: `out[r · row_stride + t · tok_stride] = W_r · A_t` for `rows` weight
+/// rows (`w`, contiguous) and `n_acts` activation rows (`a`, contiguous), each of `n`
+/// elements: `(n, w, rows, a, n_acts, out, row_stride, tok_stride)`.
+pub type Tile = fn(usize, &[u8], usize, &[u8], usize, &mut [f32], usize, usize);
 
 /// Facts about one type's format and kernels.
 #[derive(Clone, Copy)]
@@ -140,6 +140,9 @@ pub struct Kernels {
     pub to_f16: fn(&[f32], &mut [u16]),
     /// The fused LSTM gate epilogue ([`crate::ops::lstm_cell`]).
     pub lstm_cell: crate::ops::LstmCell,
+    /// Activation quantizers to Q8_0 and Q8_1 (bit-identical to the scalar ones).
+    pub q8_0_from_f32: FromF32,
+    pub q8_1_from_f32: FromF32,
 }
 
 fn dot_f32_f16_generic(x: &[f32], y: &[u16]) -> f32 {
@@ -210,11 +213,24 @@ pub fn kernels() -> &'static Kernels {
                     axpy_f16: crate::x86::axpy_f16,
                     to_f16: crate::x86::to_f16,
                     lstm_cell: crate::x86::lstm_cell,
+                    q8_0_from_f32: crate::x86::q8_0_from_f32,
+                    q8_1_from_f32: crate::x86::q8_1_from_f32,
                 };
             }
         }
         scalar_kernels()
     })
+}
+
+impl Kernels {
+    /// The dispatched quantizer for an activation type, where one is dispatched.
+    pub fn act_quantizer(&self, dtype: DType) -> Option<FromF32> {
+        match dtype {
+            DType::Q8_0 => Some(self.q8_0_from_f32),
+            DType::Q8_1 => Some(self.q8_1_from_f32),
+            _ => None,
+        }
+    }
 }
 
 impl Format {
@@ -247,6 +263,8 @@ pub fn scalar_kernels() -> Kernels {
         axpy_f16: axpy_f16_generic,
         to_f16: to_f16_generic,
         lstm_cell: crate::ops::lstm_cell_generic,
+        q8_0_from_f32: f::q8_0_from_f32,
+        q8_1_from_f32: f::q8_1_from_f32,
     }
 }
 

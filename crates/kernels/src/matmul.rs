@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use crate::{bytes_for, require, DType, KernelError, Tensor, Tile, VecDot};
+use crate::{bytes_for, kernels, require, DType, KernelError, Tensor, Tile, VecDot};
 
 /// Activations quantized to one type: `rows` vectors of `cols` elements. Reuse one across
 /// calls to avoid allocating per step.
@@ -28,11 +28,35 @@ impl Activations {
 
     /// Quantize `x` (`rows × cols`, row-major) to `dtype`, reusing this buffer.
     pub fn quantize(&mut self, dtype: DType, x: &[f32], cols: usize) -> Result<(), KernelError> {
+        self.quantize_with(dtype, x, cols, true)
+    }
+
+    /// As [`Activations::quantize`], in the calling thread only.
+    pub fn quantize_in_thread(
+        &mut self,
+        dtype: DType,
+        x: &[f32],
+        cols: usize,
+    ) -> Result<(), KernelError> {
+        self.quantize_with(dtype, x, cols, false)
+    }
+
+    fn quantize_with(
+        &mut self,
+        dtype: DType,
+        x: &[f32],
+        cols: usize,
+        parallel: bool,
+    ) -> Result<(), KernelError> {
         let f = require(dtype, "quantize activations")?;
-        let from = f.from_f32.ok_or(KernelError::Unsupported {
-            dtype,
-            op: "quantize activations",
-        })?;
+        let from =
+            kernels()
+                .act_quantizer(dtype)
+                .or(f.from_f32)
+                .ok_or(KernelError::Unsupported {
+                    dtype,
+                    op: "quantize activations",
+                })?;
         if cols == 0 || !x.len().is_multiple_of(cols) {
             return Err(KernelError::Shape {
                 op: "quantize activations",
@@ -43,7 +67,7 @@ impl Activations {
         let row_bytes = bytes_for(dtype, cols, "quantize activations")?;
         let rows = x.len() / cols;
         self.data.resize(rows * row_bytes, 0);
-        if rows >= 16 {
+        if parallel && rows >= 16 {
             x.par_chunks_exact(cols)
                 .zip(self.data.par_chunks_exact_mut(row_bytes))
                 .for_each(|(src, dst)| from(src, dst));
@@ -98,6 +122,9 @@ impl std::fmt::Debug for Matrix<'_> {
         write!(f, "Matrix({} {}x{})", self.dtype, self.rows, self.cols)
     }
 }
+
+/// Activation rows a weight row meets per tile call (kept in L1/L2 while the rows stream by).
+const TOKEN_TILE: usize = 32;
 
 /// Rows per parallel task: enough tasks to balance two to a few threads, few enough that the
 /// per-task overhead stays small.
@@ -256,7 +283,8 @@ impl<'t> Matrix<'t> {
         }
         let x = act.row(0);
         let chunk = chunk_rows(self.rows, self.cols);
-        let work = |(ci, o): (usize, &mut [f32])| self.tile_into(ci * chunk, o.len(), x, 1, o, 1);
+        let work =
+            |(ci, o): (usize, &mut [f32])| self.tile_into(ci * chunk, o.len(), x, 1, o, 1, 1);
         if chunk >= self.rows {
             out.chunks_mut(chunk).enumerate().for_each(work);
         } else {
@@ -265,9 +293,9 @@ impl<'t> Matrix<'t> {
         Ok(())
     }
 
-    /// `out[j · stride + t] = W[r0 + j] · A_t` for `n_rows` weight rows and the `n_acts`
-    /// activation rows in `acts` (stride 1 for a matvec; the full token count for a matmul
-    /// tile, whose `out` starts at the tile's first token).
+    /// `out[j · row_stride + t · tok_stride] = W[r0 + j] · A_t` for `n_rows` weight rows and
+    /// the `n_acts` activation rows in `acts` (`out` starts at the tile's first output).
+    #[allow(clippy::too_many_arguments)]
     fn tile_into(
         &self,
         r0: usize,
@@ -275,18 +303,21 @@ impl<'t> Matrix<'t> {
         acts: &[u8],
         n_acts: usize,
         out: &mut [f32],
-        stride: usize,
+        row_stride: usize,
+        tok_stride: usize,
     ) {
         let rb = self.row_bytes;
         let w = &self.data[r0 * rb..(r0 + n_rows) * rb];
         match self.tile {
-            Some(tile) => tile(self.cols, w, n_rows, acts, n_acts, out, stride),
+            Some(tile) => tile(
+                self.cols, w, n_rows, acts, n_acts, out, row_stride, tok_stride,
+            ),
             None => {
                 let arb = acts.len() / n_acts.max(1);
                 for j in 0..n_rows {
                     let wr = &w[j * rb..(j + 1) * rb];
                     for t in 0..n_acts {
-                        out[j * stride + t] =
+                        out[j * row_stride + t * tok_stride] =
                             (self.dot)(self.cols, wr, &acts[t * arb..(t + 1) * arb]);
                     }
                 }
@@ -322,7 +353,7 @@ impl<'t> Matrix<'t> {
         }
         let run = |(m, r0, o): &mut (&Matrix<'_>, usize, &mut [f32])| {
             let n = o.len();
-            m.tile_into(*r0, n, x, 1, o, 1)
+            m.tile_into(*r0, n, x, 1, o, 1, 1)
         };
         if chunk >= total_rows {
             tasks.iter_mut().for_each(run);
@@ -343,6 +374,30 @@ impl<'t> Matrix<'t> {
         self.matmul(scratch, out)
     }
 
+    /// As [`Matrix::matvec_f32`], entirely in the calling thread: for callers that already run
+    /// many small products in parallel (a fork/join per product would cost more than it saves).
+    pub fn matvec_f32_in_thread(
+        &self,
+        x: &[f32],
+        scratch: &mut Activations,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        scratch.quantize_in_thread(self.act_type, x, self.cols)?;
+        self.check_act(scratch, out.len(), "matmul")?;
+        self.matmul_direct(scratch, out);
+        Ok(())
+    }
+
+    /// `out[t][r] = W[r] · A_t` in this thread, written in place (token-major) tile by tile.
+    fn matmul_direct(&self, act: &Activations, out: &mut [f32]) {
+        for t0 in (0..act.rows).step_by(TOKEN_TILE) {
+            let t1 = (t0 + TOKEN_TILE).min(act.rows);
+            let acts = &act.data[t0 * act.row_bytes..t1 * act.row_bytes];
+            let o = &mut out[t0 * self.rows..];
+            self.tile_into(0, self.rows, acts, t1 - t0, o, 1, self.rows);
+        }
+    }
+
     /// `out[t][r] = W[r] · x_t` for every activation row `t` (row-major `rows(act) × rows`).
     pub fn matmul(&self, act: &Activations, out: &mut [f32]) -> Result<(), KernelError> {
         self.check_act(act, out.len(), "matmul")?;
@@ -350,9 +405,13 @@ impl<'t> Matrix<'t> {
         if t_n == 1 {
             return self.matvec(act, out);
         }
-        // Transposed result: each task owns a contiguous range of weight rows.
-        const TILE: usize = 32;
         let chunk = chunk_rows(self.rows, self.cols * t_n);
+        if chunk >= self.rows {
+            self.matmul_direct(act, out);
+            return Ok(());
+        }
+        // In parallel, a transposed result: each task owns a contiguous range of weight rows.
+        const TILE: usize = TOKEN_TILE;
         let mut tr = vec![0.0f32; self.rows * t_n];
         let work = |(ci, o): (usize, &mut [f32])| {
             let n_rows = o.len() / t_n;
@@ -360,14 +419,10 @@ impl<'t> Matrix<'t> {
             for t0 in (0..t_n).step_by(TILE) {
                 let t1 = (t0 + TILE).min(t_n);
                 let acts = &act.data[t0 * act.row_bytes..t1 * act.row_bytes];
-                self.tile_into(ci * chunk, n_rows, acts, t1 - t0, &mut o[t0..], t_n);
+                self.tile_into(ci * chunk, n_rows, acts, t1 - t0, &mut o[t0..], t_n, 1);
             }
         };
-        if chunk >= self.rows {
-            tr.chunks_mut(chunk * t_n).enumerate().for_each(work);
-        } else {
-            tr.par_chunks_mut(chunk * t_n).enumerate().for_each(work);
-        }
+        tr.par_chunks_mut(chunk * t_n).enumerate().for_each(work);
         transpose_into(&tr, self.rows, t_n, out);
         Ok(())
     }

@@ -70,7 +70,13 @@ pub fn fast_exp(x: f32) -> f32 {
     let p = p * r + 0.5;
     let p = p * r + 1.0;
     let p = p * r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n from the bits of n + 127 + ROUND, whose low mantissa bits hold the integer n + 127
+    // (in 1..=254 after the clamp): no float → int cast, whose saturating semantics would
+    // stop the loop from vectorizing.
+    let biased = (n + (ROUND + 127.0))
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(biased << 23);
     p * scale
 }
 

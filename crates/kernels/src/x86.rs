@@ -671,6 +671,80 @@ pub(crate) fn lstm_cell(z: &[f32], xp: &[f32], bias: &[f32], c: &mut [f32], h: &
     unsafe { lstm_cell_avx2(z, xp, bias, c, h) }
 }
 
+/// Quantize the 32 values at `x` to i8 at `q` the way the scalar reference does (scale
+/// `amax / 127`, `round` half away from zero); returns the scale and the sum of the quants.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q8_block(x: *const f32, q: *mut u8) -> (f32, i32) {
+    // SAFETY: the caller guarantees 32 readable f32 at x and 32 writable bytes at q.
+    unsafe {
+        let sign = _mm256_set1_ps(-0.0);
+        let v = [
+            _mm256_loadu_ps(x),
+            _mm256_loadu_ps(x.add(8)),
+            _mm256_loadu_ps(x.add(16)),
+            _mm256_loadu_ps(x.add(24)),
+        ];
+        let m = _mm256_max_ps(
+            _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+            _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])),
+        );
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        let d = _mm_cvtss_f32(m) / 127.0;
+        let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+        let (half, one) = (_mm256_set1_ps(0.5), _mm256_set1_ps(1.0));
+        let round = |v: __m256| {
+            let p = _mm256_mul_ps(v, id);
+            let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(p);
+            // |p - t| is exact; add ±1 where it is at least one half (f32::round's rule).
+            let up = _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_andnot_ps(sign, _mm256_sub_ps(p, t)), half);
+            let step = _mm256_or_ps(_mm256_and_ps(p, sign), one);
+            _mm256_cvtps_epi32(_mm256_add_ps(t, _mm256_and_ps(up, step)))
+        };
+        let i = [round(v[0]), round(v[1]), round(v[2]), round(v[3])];
+        let sum = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
+        let s = _mm_add_epi32(
+            _mm256_castsi256_si128(sum),
+            _mm256_extracti128_si256::<1>(sum),
+        );
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        // Values are within ±127: the saturating packs are exact; the permute undoes their
+        // lane interleaving.
+        let p = _mm256_packs_epi16(
+            _mm256_packs_epi32(i[0], i[1]),
+            _mm256_packs_epi32(i[2], i[3]),
+        );
+        let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(q as *mut __m256i, p);
+        (d, _mm_cvtsi128_si32(s))
+    }
+}
+
+fn put_f16(b: &mut [u8], v: f32) {
+    b[..2].copy_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes());
+}
+
+/// f32 → Q8_0 blocks (AVX2), bit-identical to `formats::q8_0_from_f32`.
+pub(crate) fn q8_0_from_f32(src: &[f32], dst: &mut [u8]) {
+    for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(34)) {
+        // SAFETY: only installed when `detected()`; x holds 32 values, b 34 bytes.
+        let (d, _) = unsafe { q8_block(x.as_ptr(), b.as_mut_ptr().add(2)) };
+        put_f16(b, d);
+    }
+}
+
+/// f32 → Q8_1 blocks (AVX2), bit-identical to `formats::q8_1_from_f32`.
+pub(crate) fn q8_1_from_f32(src: &[f32], dst: &mut [u8]) {
+    for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(36)) {
+        // SAFETY: only installed when `detected()`; x holds 32 values, b 36 bytes.
+        let (d, sum) = unsafe { q8_block(x.as_ptr(), b.as_mut_ptr().add(4)) };
+        put_f16(b, d);
+        put_f16(&mut b[2..], sum as f32 * d);
+    }
+}
+
 /// y += a·x.
 pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     let n = x.len().min(y.len());
@@ -679,7 +753,7 @@ pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Tile kernels: out[r · out_stride + t] = W_r · A_t for `rows` weight rows and `n_acts`
+// Tile kernels: out[r · row_stride + t · tok_stride] = W_r · A_t for `rows` weight rows and `n_acts`
 // activation rows, inside one target-feature function (no call per row), each unpacked weight
 // block reused for four activation rows at a time.
 
@@ -693,13 +767,19 @@ fn check_tile(
     asize: usize,
     n_acts: usize,
     out: &[f32],
-    out_stride: usize,
+    row_stride: usize,
+    tok_stride: usize,
 ) {
+    let last = |n: usize, stride: usize| n.saturating_sub(1).checked_mul(stride);
+    let need = match (last(rows, row_stride), last(n_acts, tok_stride)) {
+        _ if rows == 0 || n_acts == 0 => Some(0),
+        (Some(r), Some(t)) => r.checked_add(t).and_then(|v| v.checked_add(1)),
+        _ => None,
+    };
     assert!(
         w.len() >= rows * nb * wsize
             && a.len() >= n_acts * nb * asize
-            && out_stride >= n_acts
-            && (rows == 0 || out.len() >= (rows - 1) * out_stride + n_acts),
+            && need.is_some_and(|need| out.len() >= need),
         "tile operands too short"
     );
 }
@@ -721,6 +801,7 @@ macro_rules! tile_kernel {
         step: |$w:ident, $yb:ident, $acc:ident, $extra:ident| $step:expr,
         finish: |$facc:ident, $fextra:ident| $finish:expr
     ) => {
+        #[allow(clippy::too_many_arguments)]
         pub(crate) fn $name(
             n: usize,
             w: &[u8],
@@ -728,10 +809,13 @@ macro_rules! tile_kernel {
             a: &[u8],
             n_acts: usize,
             out: &mut [f32],
-            out_stride: usize,
+            row_stride: usize,
+            tok_stride: usize,
         ) {
             let nb = n / QK;
-            check_tile(nb, w, $wsize, rows, a, $asize, n_acts, out, out_stride);
+            check_tile(
+                nb, w, $wsize, rows, a, $asize, n_acts, out, row_stride, tok_stride,
+            );
             // SAFETY: installed in the dispatch table only when `detected()` is true; the
             // operand lengths were checked just above.
             unsafe {
@@ -742,11 +826,13 @@ macro_rules! tile_kernel {
                     a.as_ptr(),
                     n_acts,
                     out.as_mut_ptr(),
-                    out_stride,
+                    row_stride,
+                    tok_stride,
                 )
             }
         }
 
+        #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn $inner(
             nb: usize,
@@ -755,15 +841,16 @@ macro_rules! tile_kernel {
             a: *const u8,
             n_acts: usize,
             out: *mut f32,
-            out_stride: usize,
+            row_stride: usize,
+            tok_stride: usize,
         ) {
             // SAFETY: w holds rows·nb weight blocks, a n_acts·nb activation blocks and out
-            // (rows-1)·out_stride + n_acts values (checked by the wrapper).
+            // (rows-1)·row_stride + (n_acts-1)·tok_stride + 1 values (checked by the wrapper).
             unsafe {
                 let (wrb, arb) = (nb * $wsize, nb * $asize);
                 for r in 0..rows {
                     let wr = w.add(r * wrb);
-                    let o = out.add(r * out_stride);
+                    let o = out.add(r * row_stride);
                     let mut t = 0;
                     while t + 4 <= n_acts {
                         // Even blocks into accs0, odd into accs1, as `two_acc!` does in the
@@ -773,28 +860,41 @@ macro_rules! tile_kernel {
                         let mut accs1 = [_mm256_setzero_ps(); 4];
                         let mut extras = [_mm_setzero_ps(); 4];
                         let a0 = a.add(t * arb);
-                        for i in 0..nb {
-                            let $xb = wr.add(i * $wsize);
-                            prefetch_ahead($xb);
-                            let $w = $prep;
-                            let accs = if i % 2 == 0 { &mut accs0 } else { &mut accs1 };
-                            macro_rules! one {
-                                ($k:literal) => {{
-                                    let $yb = a0.add($k * arb + i * $asize);
-                                    let $acc = accs[$k];
-                                    let $extra = &mut extras[$k];
-                                    accs[$k] = $step;
-                                }};
-                            }
-                            one!(0);
-                            one!(1);
-                            one!(2);
-                            one!(3);
+                        // One block into four accumulators; the block loop is unrolled by two
+                        // so each array is named statically and stays in registers.
+                        macro_rules! block {
+                            ($i:expr, $accs:ident) => {{
+                                let i = $i;
+                                let $xb = wr.add(i * $wsize);
+                                prefetch_ahead($xb);
+                                let $w = $prep;
+                                macro_rules! one {
+                                    ($k:literal) => {{
+                                        let $yb = a0.add($k * arb + i * $asize);
+                                        let $acc = $accs[$k];
+                                        let $extra = &mut extras[$k];
+                                        $accs[$k] = $step;
+                                    }};
+                                }
+                                one!(0);
+                                one!(1);
+                                one!(2);
+                                one!(3);
+                            }};
+                        }
+                        let mut i = 0;
+                        while i + 2 <= nb {
+                            block!(i, accs0);
+                            block!(i + 1, accs1);
+                            i += 2;
+                        }
+                        if i < nb {
+                            block!(i, accs0);
                         }
                         for k in 0..4 {
                             let $facc = _mm256_add_ps(accs0[k], accs1[k]);
                             let $fextra = extras[k];
-                            *o.add(t + k) = $finish;
+                            *o.add((t + k) * tok_stride) = $finish;
                         }
                         t += 4;
                     }
@@ -808,7 +908,7 @@ macro_rules! tile_kernel {
                         }
                     }
                     while t < n_acts {
-                        *o.add(t) = $single(nb, wr, a.add(t * arb));
+                        *o.add(t * tok_stride) = $single(nb, wr, a.add(t * arb));
                         t += 1;
                     }
                 }
@@ -844,22 +944,6 @@ tile_kernel!(
         _mm256_fmadd_ps(_mm256_broadcastss_ps(p), mul_sum_u8_i8(qx, qy), acc)
     },
     finish: |acc, extra| hsum_ps(acc) + _mm_cvtss_f32(_mm_movehdup_ps(extra))
-);
-
-tile_kernel!(
-    tile_q8_0_q8_0_avx2, tile_q8_0_q8_0, q8_0_q8_0, 34, 34,
-    prep: |xb| {
-        let qx = _mm256_loadu_si256(xb.add(2) as *const __m256i);
-        (_mm256_sign_epi8(qx, qx), qx, f16x2(xb))
-    },
-    step: |w, yb, acc, _extra| {
-        let (ax, qx, dx) = w;
-        let d = _mm256_broadcastss_ps(_mm_mul_ss(dx, f16x2(yb)));
-        let sy = _mm256_sign_epi8(_mm256_loadu_si256(yb.add(2) as *const __m256i), qx);
-        let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1)));
-        _mm256_fmadd_ps(d, s, acc)
-    },
-    finish: |acc, _extra| hsum_ps(acc)
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -922,3 +1006,19 @@ pub(crate) fn to_f16(x: &[f32], y: &mut [u16]) {
     // SAFETY: only installed when `detected()`; both pointers cover n values.
     unsafe { to_f16_ptr(n, x.as_ptr(), y.as_mut_ptr()) }
 }
+
+tile_kernel!(
+    tile_q8_0_q8_0_avx2, tile_q8_0_q8_0, q8_0_q8_0, 34, 34,
+    prep: |xb| {
+        let qx = _mm256_loadu_si256(xb.add(2) as *const __m256i);
+        (_mm256_sign_epi8(qx, qx), qx, f16x2(xb))
+    },
+    step: |w, yb, acc, _extra| {
+        let (ax, qx, dx) = w;
+        let d = _mm256_broadcastss_ps(_mm_mul_ss(dx, f16x2(yb)));
+        let sy = _mm256_sign_epi8(_mm256_loadu_si256(yb.add(2) as *const __m256i), qx);
+        let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1)));
+        _mm256_fmadd_ps(d, s, acc)
+    },
+    finish: |acc, _extra| hsum_ps(acc)
+);

@@ -259,20 +259,74 @@ fn tile_kernels_equal_single_dots_bit_for_bit() {
             let x: Vec<f32> = (0..n * n_acts).map(|i| (i as f32 * 0.77).sin()).collect();
             let a = quantize_to_vec(fmt.vec_dot_type, &x).unwrap();
             let (wrb, arb) = (w.len() / rows, a.len() / n_acts);
-            let stride = n_acts + 2;
-            let mut out = vec![f32::NAN; rows * stride];
-            tile(n, &w, rows, &a, n_acts, &mut out, stride);
-            for r in 0..rows {
-                for t in 0..n_acts {
-                    let want = dot(n, &w[r * wrb..(r + 1) * wrb], &a[t * arb..(t + 1) * arb]);
-                    assert_eq!(
-                        out[r * stride + t].to_bits(),
-                        want.to_bits(),
-                        "{} blocks={blocks} r={r} t={t}",
-                        fmt.dtype
-                    );
+            // Row-major with padding, and token-major (as matmul's output is).
+            for (rs, ts) in [(n_acts + 2, 1), (1, rows + 3)] {
+                let mut out = vec![f32::NAN; rows * rs + n_acts * ts];
+                tile(n, &w, rows, &a, n_acts, &mut out, rs, ts);
+                for r in 0..rows {
+                    for t in 0..n_acts {
+                        let want = dot(n, &w[r * wrb..(r + 1) * wrb], &a[t * arb..(t + 1) * arb]);
+                        assert_eq!(
+                            out[r * rs + t * ts].to_bits(),
+                            want.to_bits(),
+                            "{} blocks={blocks} r={r} t={t} strides {rs}/{ts}",
+                            fmt.dtype
+                        );
+                    }
                 }
             }
+        }
+    }
+}
+
+/// The dispatched activation quantizers (Q8_0, Q8_1) write exactly the scalar reference's
+/// bytes: random values, exact halves (which round away from zero), zeros, a lone maximum,
+/// tiny and huge magnitudes.
+#[test]
+fn dispatched_activation_quantizers_equal_scalar_bytes() {
+    let simd = edgeinfer_kernels::kernels();
+    let scalar = edgeinfer_kernels::scalar_kernels();
+    let mut inputs: Vec<Vec<f32>> = vec![
+        (0..256)
+            .map(|i| ((i * 7919) as f32 * 0.013).sin() * 3.0)
+            .collect(),
+        vec![0.0; 64],
+        // amax 127 gives scale 1: every ±k.5 is a tie.
+        (0..64)
+            .map(|i| {
+                if i == 0 {
+                    127.0
+                } else {
+                    (i as f32 - 32.0) + 0.5
+                }
+            })
+            .collect(),
+        (0..64)
+            .map(|i| if i == 5 { -1.0e-30 } else { 0.0 })
+            .collect(),
+        (0..64).map(|i| (i as f32 - 31.5) * 1.0e4).collect(),
+        (0..32).map(|i| (i as f32) * 1.0e-6).collect(),
+    ];
+    let mut s = 9u64;
+    inputs.push(
+        (0..4096)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
+            })
+            .collect(),
+    );
+    for (dtype, row) in [(DType::Q8_0, 34), (DType::Q8_1, 36)] {
+        let (a, b) = (
+            simd.act_quantizer(dtype).unwrap(),
+            scalar.act_quantizer(dtype).unwrap(),
+        );
+        for x in &inputs {
+            let n = x.len() / 32 * row;
+            let (mut qa, mut qb) = (vec![0u8; n], vec![1u8; n]);
+            a(x, &mut qa);
+            b(x, &mut qb);
+            assert_eq!(qa, qb, "{dtype} on {:?}…", &x[..4]);
         }
     }
 }

@@ -284,11 +284,13 @@ impl LstmClassifier {
                 }
             }
         }
+        // Several groups: each runs in one thread (parallel across groups, not inside them).
+        let inner_parallel = groups.len() == 1;
         let results: Vec<Vec<(usize, Vec<f32>)>> = groups
             .par_iter()
             .map(|g| {
                 let batch: Vec<&[u32]> = g.iter().map(|&i| seqs[i]).collect();
-                let out = self.forward(&batch, None)?;
+                let out = self.forward(&batch, inner_parallel, None)?;
                 Ok(g.iter().copied().zip(out).collect())
             })
             .collect::<Result<_, LstmError>>()?;
@@ -302,7 +304,7 @@ impl LstmClassifier {
     /// Logits of one sequence, recording the time of each position's recurrent step.
     pub fn logits_traced(&self, ids: &[u32], trace: &mut StepTrace) -> Result<Vec<f32>, LstmError> {
         self.check_ids(ids)?;
-        Ok(self.forward(&[ids], Some(trace))?.remove(0))
+        Ok(self.forward(&[ids], true, Some(trace))?.remove(0))
     }
 
     fn check_ids(&self, ids: &[u32]) -> Result<(), LstmError> {
@@ -315,10 +317,14 @@ impl LstmClassifier {
         }
     }
 
-    /// One batch through every layer. `seqs` must be sorted by decreasing length.
+    /// One batch through every layer. `seqs` must be sorted by decreasing length. With
+    /// `parallel`, the input projections (one matmul over every position) use the thread pool;
+    /// the per-step recurrent products are always computed in this thread: they are too small
+    /// for a fork/join to pay.
     fn forward(
         &self,
         seqs: &[&[u32]],
+        parallel: bool,
         mut trace: Option<&mut StepTrace>,
     ) -> Result<Vec<Vec<f32>>, LstmError> {
         let c = &self.config;
@@ -367,8 +373,10 @@ impl LstmClassifier {
                 // Input projection of every position at once.
                 let w_ih = self.mat(&dir.w_ih);
                 xp.resize(n_tok * 4 * hs, 0.0);
-                if n_tok > 0 {
+                if n_tok > 0 && parallel {
                     w_ih.matvec_f32(&x[..n_tok * in_dim], &mut acts, &mut xp)?;
+                } else if n_tok > 0 {
+                    w_ih.matvec_f32_in_thread(&x[..n_tok * in_dim], &mut acts, &mut xp)?;
                 }
                 batched += tb.elapsed().as_nanos() as u64;
 
@@ -382,7 +390,7 @@ impl LstmClassifier {
                     if t == 0 {
                         z.fill(0.0);
                     } else {
-                        w_hh.matvec_f32(&h[..active * hs], &mut acts, &mut z)?;
+                        w_hh.matvec_f32_in_thread(&h[..active * hs], &mut acts, &mut z)?;
                     }
                     for j in 0..active {
                         let pos = if d == 0 { t } else { lens[j] - 1 - t };
