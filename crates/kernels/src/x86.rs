@@ -103,39 +103,6 @@ unsafe fn mul_sum_u8_i8(x: __m256i, y: __m256i) -> __m256 {
     }
 }
 
-/// Run `$body` (an expression of the block index and an accumulator, giving the new
-/// accumulator) over `0..$nb`, alternating two register accumulators so consecutive blocks'
-/// FMAs do not wait on each other; returns their sum.
-macro_rules! two_acc {
-    ($nb:expr, |$i:ident, $acc:ident| $body:expr) => {{
-        let nb = $nb;
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let mut k = 0;
-        while k + 2 <= nb {
-            acc0 = {
-                let $i = k;
-                let $acc = acc0;
-                $body
-            };
-            acc1 = {
-                let $i = k + 1;
-                let $acc = acc1;
-                $body
-            };
-            k += 2;
-        }
-        if k < nb {
-            acc0 = {
-                let $i = k;
-                let $acc = acc0;
-                $body
-            };
-        }
-        _mm256_add_ps(acc0, acc1)
-    }};
-}
-
 fn check(n: usize, w: &[u8], wsize: usize, a: &[u8], asize: usize, block: usize) -> usize {
     let nb = n / block;
     assert!(
@@ -169,45 +136,6 @@ safe_wrapper!(dot_q5_k_q8_k_avx2, q5_k_q8_k, 176, 292, QK_K);
 safe_wrapper!(dot_f16_f32_avx2, f16_f32, 2, 4, 1);
 safe_wrapper!(dot_bf16_f32_avx2, bf16_f32, 2, 4, 1);
 safe_wrapper!(dot_f32_f32_avx2, f32_f32, 4, 4, 1);
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_0_q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
-    // SAFETY: x holds nb blocks of 18 bytes and y nb blocks of 34 (checked by the wrapper).
-    unsafe {
-        let acc = two_acc!(nb, |i, acc| {
-            let xb = x.add(i * 18);
-            let yb = y.add(i * 34);
-            let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2(xb), f16x2(yb)));
-            let qx = _mm256_sub_epi8(nibbles32(xb.add(2)), _mm256_set1_epi8(8));
-            let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
-            _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc)
-        });
-        hsum_ps(acc)
-    }
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_1_q8_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
-    // SAFETY: x holds nb blocks of 20 bytes and y nb blocks of 36 (checked by the wrapper).
-    unsafe {
-        // lane 1 collects m_x · s_y
-        let mut summs = _mm_setzero_ps();
-        let acc = two_acc!(nb, |i, acc| {
-            let xb = x.add(i * 20);
-            let yb = y.add(i * 36);
-            // [d_x·d_y, m_x·s_y]
-            let p = _mm_mul_ps(f16x2(xb), f16x2(yb));
-            summs = _mm_add_ps(summs, p);
-            let d = _mm256_broadcastss_ps(p);
-            let qx = nibbles32(xb.add(4));
-            let qy = _mm256_loadu_si256(yb.add(4) as *const __m256i);
-            _mm256_fmadd_ps(d, mul_sum_u8_i8(qx, qy), acc)
-        });
-        hsum_ps(acc) + _mm_cvtss_f32(_mm_movehdup_ps(summs))
-    }
-}
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q5_0_q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
@@ -247,23 +175,6 @@ unsafe fn q5_1_q8_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
             acc = _mm256_fmadd_ps(d, mul_sum_u8_i8(qx, qy), acc);
         }
         hsum_ps(acc) + summs
-    }
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0_q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
-    // SAFETY: x and y hold nb blocks of 34 bytes (checked by the wrapper).
-    unsafe {
-        let acc = two_acc!(nb, |i, acc| {
-            let xb = x.add(i * 34);
-            let yb = y.add(i * 34);
-            let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2(xb), f16x2(yb)));
-            let qx = _mm256_loadu_si256(xb.add(2) as *const __m256i);
-            let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
-            _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc)
-        });
-        hsum_ps(acc)
     }
 }
 
@@ -660,9 +571,97 @@ unsafe fn axpy_ptr(n: usize, a: f32, x: *const f32, y: *mut f32) {
     }
 }
 
+/// e^x on eight lanes: the same range reduction and polynomial as `ops::fast_exp`, with FMA.
+#[inline(always)]
+unsafe fn exp8(x: __m256) -> __m256 {
+    // SAFETY: pure register arithmetic under the caller's target features.
+    unsafe {
+        let x = _mm256_min_ps(
+            _mm256_max_ps(x, _mm256_set1_ps(-87.3)),
+            _mm256_set1_ps(88.3),
+        );
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_145_75), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428_606_8e-6), r);
+        let mut p = _mm256_set1_ps(1.0 / 5040.0);
+        for c in [
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+            1.0,
+        ] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(n),
+            _mm256_set1_epi32(127),
+        ));
+        _mm256_mul_ps(p, _mm256_castsi256_ps(e))
+    }
+}
+
+/// σ(a)·tanh(b) with one division: (e^2b − 1) / ((1 + e^−a)(e^2b + 1)). `b` is clamped to
+/// ±9 (tanh is 1 within 3e-8 there) and `a` to ±30 (σ within 1e-13 of 0 or 1), so the
+/// denominator stays finite.
+#[inline(always)]
+unsafe fn sigmoid_tanh8(a: __m256, b: __m256) -> __m256 {
+    // SAFETY: pure register arithmetic under the caller's target features.
+    unsafe {
+        let clamp = |v: __m256, m: f32| {
+            _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-m)), _mm256_set1_ps(m))
+        };
+        let one = _mm256_set1_ps(1.0);
+        let ea = exp8(_mm256_sub_ps(_mm256_setzero_ps(), clamp(a, 30.0)));
+        let eb = exp8(_mm256_mul_ps(clamp(b, 9.0), _mm256_set1_ps(2.0)));
+        let den = _mm256_mul_ps(_mm256_add_ps(one, ea), _mm256_add_ps(eb, one));
+        _mm256_div_ps(_mm256_sub_ps(eb, one), den)
+    }
+}
+
+/// The LSTM gate epilogue eight hidden units at a time (three divisions per unit instead of
+/// five); the tail (H not a multiple of 8) takes the portable formulas.
 #[target_feature(enable = "avx2,fma")]
 fn lstm_cell_avx2(z: &[f32], xp: &[f32], bias: &[f32], c: &mut [f32], h: &mut [f32]) {
-    crate::ops::lstm_cell_body(z, xp, bias, c, h)
+    let n = c.len();
+    assert!(h.len() == n && z.len() == 4 * n && xp.len() == 4 * n && bias.len() == 4 * n);
+    let body = n - n % 8;
+    // SAFETY: every load and store below is at j + 8 ≤ body ≤ n within a gate block of n
+    // values (k·n + j + 8 ≤ 4n), the lengths asserted above.
+    unsafe {
+        let pre = |k: usize, j: usize| {
+            let o = k * n + j;
+            _mm256_add_ps(
+                _mm256_add_ps(
+                    _mm256_loadu_ps(z.as_ptr().add(o)),
+                    _mm256_loadu_ps(xp.as_ptr().add(o)),
+                ),
+                _mm256_loadu_ps(bias.as_ptr().add(o)),
+            )
+        };
+        let one = _mm256_set1_ps(1.0);
+        let mut j = 0;
+        while j < body {
+            let (gi, gf, gg, go) = (pre(0, j), pre(1, j), pre(2, j), pre(3, j));
+            let ef = exp8(_mm256_sub_ps(_mm256_setzero_ps(), gf));
+            let f = _mm256_div_ps(one, _mm256_add_ps(one, ef));
+            let cj = _mm256_fmadd_ps(f, _mm256_loadu_ps(c.as_ptr().add(j)), sigmoid_tanh8(gi, gg));
+            _mm256_storeu_ps(c.as_mut_ptr().add(j), cj);
+            _mm256_storeu_ps(h.as_mut_ptr().add(j), sigmoid_tanh8(go, cj));
+            j += 8;
+        }
+    }
+    use crate::ops::{fast_sigmoid, fast_tanh};
+    for j in body..n {
+        let g = |k: usize| z[k * n + j] + xp[k * n + j] + bias[k * n + j];
+        let cj = fast_sigmoid(g(1)) * c[j] + fast_sigmoid(g(0)) * fast_tanh(g(2));
+        c[j] = cj;
+        h[j] = fast_sigmoid(g(3)) * fast_tanh(cj);
+    }
 }
 
 /// The LSTM gate epilogue vectorized with AVX2/FMA.
@@ -794,157 +793,16 @@ fn prefetch_ahead(p: *const u8) {
     unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES) as *const i8) }
 }
 
-macro_rules! tile_kernel {
-    (
-        $name:ident, $inner:ident, $single:ident, $wsize:expr, $asize:expr,
-        prep: |$xb:ident| $prep:expr,
-        step: |$w:ident, $yb:ident, $acc:ident, $extra:ident| $step:expr,
-        finish: |$facc:ident, $fextra:ident| $finish:expr
-    ) => {
-        #[allow(clippy::too_many_arguments)]
-        pub(crate) fn $name(
-            n: usize,
-            w: &[u8],
-            rows: usize,
-            a: &[u8],
-            n_acts: usize,
-            out: &mut [f32],
-            row_stride: usize,
-            tok_stride: usize,
-        ) {
-            let nb = n / QK;
-            check_tile(
-                nb, w, $wsize, rows, a, $asize, n_acts, out, row_stride, tok_stride,
-            );
-            // SAFETY: installed in the dispatch table only when `detected()` is true; the
-            // operand lengths were checked just above.
-            unsafe {
-                $inner(
-                    nb,
-                    w.as_ptr(),
-                    rows,
-                    a.as_ptr(),
-                    n_acts,
-                    out.as_mut_ptr(),
-                    row_stride,
-                    tok_stride,
-                )
-            }
-        }
-
-        #[allow(clippy::too_many_arguments)]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn $inner(
-            nb: usize,
-            w: *const u8,
-            rows: usize,
-            a: *const u8,
-            n_acts: usize,
-            out: *mut f32,
-            row_stride: usize,
-            tok_stride: usize,
-        ) {
-            // SAFETY: w holds rows·nb weight blocks, a n_acts·nb activation blocks and out
-            // (rows-1)·row_stride + (n_acts-1)·tok_stride + 1 values (checked by the wrapper).
-            unsafe {
-                let (wrb, arb) = (nb * $wsize, nb * $asize);
-                for r in 0..rows {
-                    let wr = w.add(r * wrb);
-                    let o = out.add(r * row_stride);
-                    let mut t = 0;
-                    while t + 4 <= n_acts {
-                        // Even blocks into accs0, odd into accs1, as `two_acc!` does in the
-                        // single-vector kernel: both paths add in the same order, so a token
-                        // gets bit-identical results in a batch and alone.
-                        let mut accs0 = [_mm256_setzero_ps(); 4];
-                        let mut accs1 = [_mm256_setzero_ps(); 4];
-                        let mut extras = [_mm_setzero_ps(); 4];
-                        let a0 = a.add(t * arb);
-                        // One block into four accumulators; the block loop is unrolled by two
-                        // so each array is named statically and stays in registers.
-                        macro_rules! block {
-                            ($i:expr, $accs:ident) => {{
-                                let i = $i;
-                                let $xb = wr.add(i * $wsize);
-                                prefetch_ahead($xb);
-                                let $w = $prep;
-                                macro_rules! one {
-                                    ($k:literal) => {{
-                                        let $yb = a0.add($k * arb + i * $asize);
-                                        let $acc = $accs[$k];
-                                        let $extra = &mut extras[$k];
-                                        $accs[$k] = $step;
-                                    }};
-                                }
-                                one!(0);
-                                one!(1);
-                                one!(2);
-                                one!(3);
-                            }};
-                        }
-                        let mut i = 0;
-                        while i + 2 <= nb {
-                            block!(i, accs0);
-                            block!(i + 1, accs1);
-                            i += 2;
-                        }
-                        if i < nb {
-                            block!(i, accs0);
-                        }
-                        for k in 0..4 {
-                            let $facc = _mm256_add_ps(accs0[k], accs1[k]);
-                            let $fextra = extras[k];
-                            *o.add((t + k) * tok_stride) = $finish;
-                        }
-                        t += 4;
-                    }
-                    if t < n_acts {
-                        // Stream the weights ahead of the single-vector loop too: the hardware
-                        // prefetcher stops at every 4 KiB page of the mapped file.
-                        let mut off = 0;
-                        while off < wrb {
-                            prefetch_ahead(wr.add(off));
-                            off += 64;
-                        }
-                    }
-                    while t < n_acts {
-                        *o.add(t * tok_stride) = $single(nb, wr, a.add(t * arb));
-                        t += 1;
-                    }
-                }
-            }
-        }
-    };
+/// Prefetch a whole weight row ahead before the single-vector kernel walks it: the hardware
+/// prefetcher stops at every 4 KiB page of the mapped file.
+#[inline(always)]
+fn prefetch_row(row: *const u8, bytes: usize) {
+    let mut off = 0;
+    while off < bytes {
+        prefetch_ahead(row.wrapping_add(off));
+        off += 64;
+    }
 }
-
-tile_kernel!(
-    tile_q4_0_q8_0_avx2, tile_q4_0_q8_0, q4_0_q8_0, 18, 34,
-    prep: |xb| {
-        let qx = _mm256_sub_epi8(nibbles32(xb.add(2)), _mm256_set1_epi8(8));
-        (_mm256_sign_epi8(qx, qx), qx, f16x2(xb))
-    },
-    step: |w, yb, acc, _extra| {
-        let (ax, qx, dx) = w;
-        let d = _mm256_broadcastss_ps(_mm_mul_ss(dx, f16x2(yb)));
-        let sy = _mm256_sign_epi8(_mm256_loadu_si256(yb.add(2) as *const __m256i), qx);
-        let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1)));
-        _mm256_fmadd_ps(d, s, acc)
-    },
-    finish: |acc, _extra| hsum_ps(acc)
-);
-
-tile_kernel!(
-    tile_q4_1_q8_1_avx2, tile_q4_1_q8_1, q4_1_q8_1, 20, 36,
-    prep: |xb| (nibbles32(xb.add(4)), f16x2(xb)),
-    step: |w, yb, acc, extra| {
-        let (qx, dm) = w;
-        let p = _mm_mul_ps(dm, f16x2(yb));
-        *extra = _mm_add_ps(*extra, p);
-        let qy = _mm256_loadu_si256(yb.add(4) as *const __m256i);
-        _mm256_fmadd_ps(_mm256_broadcastss_ps(p), mul_sum_u8_i8(qx, qy), acc)
-    },
-    finish: |acc, extra| hsum_ps(acc) + _mm_cvtss_f32(_mm_movehdup_ps(extra))
-);
 
 // ---------------------------------------------------------------------------------------------
 // f16 helpers for an f16 KV cache: q·k with k in f16, y += a·v with v in f16, f32 → f16.
@@ -1007,18 +865,465 @@ pub(crate) fn to_f16(x: &[f32], y: &mut [u16]) {
     unsafe { to_f16_ptr(n, x.as_ptr(), y.as_mut_ptr()) }
 }
 
-tile_kernel!(
-    tile_q8_0_q8_0_avx2, tile_q8_0_q8_0, q8_0_q8_0, 34, 34,
-    prep: |xb| {
+// ---------------------------------------------------------------------------------------------
+// Integer-sum kernels for weights against Q8_0 activations: each block's 32 products are summed
+// exactly in i32 to one value S before any float work, then acc[i mod 4] += (d_w · d_a) · S.
+// One horizontal reduction serves four blocks (single vector) or four activation rows (tile),
+// so a block costs one float lane instead of an 8-lane convert and FMA. The single-vector and
+// tile kernels perform the same float operations in the same order: a token's result is
+// bit-identical in a batch and alone.
+
+/// [Σa, Σb, Σc, Σd] over the eight i32 lanes of each (exact).
+#[inline(always)]
+unsafe fn hsum4_epi32(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m128i {
+    // SAFETY: pure register arithmetic under the caller's target features.
+    unsafe {
+        let abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+        _mm_add_epi32(
+            _mm256_castsi256_si128(abcd),
+            _mm256_extracti128_si256::<1>(abcd),
+        )
+    }
+}
+
+/// The f16 values at `p + k·stride` for `k < m` (zero beyond), as four f32.
+#[inline(always)]
+unsafe fn f16x4_strided(p: *const u8, stride: usize, m: usize) -> __m128 {
+    // SAFETY: the caller guarantees 2 readable bytes at p + k·stride for every k < m.
+    unsafe {
+        let h = |k: usize| {
+            if k < m {
+                (p.add(k * stride) as *const u16).read_unaligned() as i16
+            } else {
+                0
+            }
+        };
+        _mm_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), 0, 0, 0, 0))
+    }
+}
+
+/// Eight i32 partial sums of a weight block's 32 signed quants (`ax` = |q|, `qx` = q) times
+/// the Q8_0 activation block at `y`.
+#[inline(always)]
+unsafe fn isum_q8(ax: __m256i, qx: __m256i, y: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees a 34-byte block at y.
+    unsafe {
+        let sy = _mm256_sign_epi8(_mm256_loadu_si256(y.add(2) as *const __m256i), qx);
+        _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1))
+    }
+}
+
+/// (|q|, q) of a Q8_0 block's quants.
+#[inline(always)]
+unsafe fn quants_q8_0(xb: *const u8) -> (__m256i, __m256i) {
+    // SAFETY: the caller guarantees a 34-byte block at xb.
+    unsafe {
         let qx = _mm256_loadu_si256(xb.add(2) as *const __m256i);
-        (_mm256_sign_epi8(qx, qx), qx, f16x2(xb))
-    },
-    step: |w, yb, acc, _extra| {
-        let (ax, qx, dx) = w;
-        let d = _mm256_broadcastss_ps(_mm_mul_ss(dx, f16x2(yb)));
-        let sy = _mm256_sign_epi8(_mm256_loadu_si256(yb.add(2) as *const __m256i), qx);
-        let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1)));
-        _mm256_fmadd_ps(d, s, acc)
-    },
-    finish: |acc, _extra| hsum_ps(acc)
+        (_mm256_sign_epi8(qx, qx), qx)
+    }
+}
+
+/// (|q|, q) of a Q4_0 block's quants (nibbles minus 8).
+#[inline(always)]
+unsafe fn quants_q4_0(xb: *const u8) -> (__m256i, __m256i) {
+    // SAFETY: the caller guarantees an 18-byte block at xb.
+    unsafe {
+        let qx = _mm256_sub_epi8(nibbles32(xb.add(2)), _mm256_set1_epi8(8));
+        (_mm256_sign_epi8(qx, qx), qx)
+    }
+}
+
+/// Per lane: (acc0 + acc1) + (acc2 + acc3), the fixed order both kernel kinds use.
+#[inline(always)]
+unsafe fn sum_residues(acc0: __m128, acc1: __m128, acc2: __m128, acc3: __m128) -> __m128 {
+    // SAFETY: pure register arithmetic under the caller's target features.
+    unsafe { _mm_add_ps(_mm_add_ps(acc0, acc1), _mm_add_ps(acc2, acc3)) }
+}
+
+/// Blocks of activation scales a tile precomputes on the stack; longer rows fall back to the
+/// single-vector kernel per activation (same results).
+const TILE_MAX_BLOCKS: usize = 128;
+
+macro_rules! int_kernels {
+    ($single:ident, $tile:ident, $tile_inner:ident, $wsize:expr, $quants:ident) => {
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $single(nb: usize, x: *const u8, y: *const u8) -> f32 {
+            // SAFETY: x holds nb weight blocks and y nb Q8_0 blocks (checked by the wrapper).
+            unsafe {
+                // Lane j accumulates the blocks i ≡ j (mod 4). `m` blocks from block `i`
+                // (4 in the main loop, where the bounds tests fold away).
+                macro_rules! group {
+                    ($i:expr, $m:expr) => {{
+                        let (i, m) = ($i, $m);
+                        let part = |j: usize| {
+                            if j < m {
+                                let (ax, qx) = $quants(x.add((i + j) * $wsize));
+                                isum_q8(ax, qx, y.add((i + j) * 34))
+                            } else {
+                                _mm256_setzero_si256()
+                            }
+                        };
+                        let s = hsum4_epi32(part(0), part(1), part(2), part(3));
+                        let d = _mm_mul_ps(
+                            f16x4_strided(x.add(i * $wsize), $wsize, m),
+                            f16x4_strided(y.add(i * 34), 34, m),
+                        );
+                        (d, _mm_cvtepi32_ps(s))
+                    }};
+                }
+                let mut acc = _mm_setzero_ps();
+                let mut i = 0;
+                while i + 4 <= nb {
+                    let (d, s) = group!(i, 4);
+                    acc = _mm_fmadd_ps(d, s, acc);
+                    i += 4;
+                }
+                if i < nb {
+                    let (d, s) = group!(i, nb - i);
+                    acc = _mm_fmadd_ps(d, s, acc);
+                }
+                sum_lanes(acc)
+            }
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) fn $tile(
+            n: usize,
+            w: &[u8],
+            rows: usize,
+            a: &[u8],
+            n_acts: usize,
+            out: &mut [f32],
+            row_stride: usize,
+            tok_stride: usize,
+        ) {
+            let nb = n / QK;
+            check_tile(
+                nb, w, $wsize, rows, a, 34, n_acts, out, row_stride, tok_stride,
+            );
+            // SAFETY: installed in the dispatch table only when `detected()` is true; the
+            // operand lengths were checked just above.
+            unsafe {
+                $tile_inner(
+                    nb,
+                    w.as_ptr(),
+                    rows,
+                    a.as_ptr(),
+                    n_acts,
+                    out.as_mut_ptr(),
+                    row_stride,
+                    tok_stride,
+                )
+            }
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $tile_inner(
+            nb: usize,
+            w: *const u8,
+            rows: usize,
+            a: *const u8,
+            n_acts: usize,
+            out: *mut f32,
+            row_stride: usize,
+            tok_stride: usize,
+        ) {
+            // SAFETY: w holds rows·nb weight blocks, a n_acts·nb Q8_0 blocks and out
+            // (rows-1)·row_stride + (n_acts-1)·tok_stride + 1 values (checked by the wrapper).
+            unsafe {
+                let (wrb, arb) = (nb * $wsize, nb * 34);
+                let mut t = 0;
+                let mut ad = [_mm_setzero_ps(); TILE_MAX_BLOCKS];
+                while t + 4 <= n_acts && nb <= TILE_MAX_BLOCKS {
+                    let a0 = a.add(t * arb);
+                    // The four activations' scales of each block, once for all rows.
+                    for (i, d) in ad.iter_mut().enumerate().take(nb) {
+                        *d = f16x4_strided(a0.add(i * 34), arb, 4);
+                    }
+                    for r in 0..rows {
+                        let wr = w.add(r * wrb);
+                        let mut accs = [_mm_setzero_ps(); 4];
+                        macro_rules! block {
+                            ($i:expr, $k:literal) => {{
+                                let i = $i;
+                                let xb = wr.add(i * $wsize);
+                                prefetch_ahead(xb);
+                                let (ax, qx) = $quants(xb);
+                                let y = a0.add(i * 34);
+                                let s = hsum4_epi32(
+                                    isum_q8(ax, qx, y),
+                                    isum_q8(ax, qx, y.add(arb)),
+                                    isum_q8(ax, qx, y.add(2 * arb)),
+                                    isum_q8(ax, qx, y.add(3 * arb)),
+                                );
+                                let d = _mm_mul_ps(_mm_set1_ps(f16_load(xb)), ad[i]);
+                                accs[$k] = _mm_fmadd_ps(d, _mm_cvtepi32_ps(s), accs[$k]);
+                            }};
+                        }
+                        let mut i = 0;
+                        while i + 4 <= nb {
+                            block!(i, 0);
+                            block!(i + 1, 1);
+                            block!(i + 2, 2);
+                            block!(i + 3, 3);
+                            i += 4;
+                        }
+                        if i < nb {
+                            block!(i, 0);
+                        }
+                        if i + 1 < nb {
+                            block!(i + 1, 1);
+                        }
+                        if i + 2 < nb {
+                            block!(i + 2, 2);
+                        }
+                        let sum = sum_residues(accs[0], accs[1], accs[2], accs[3]);
+                        let mut v = [0f32; 4];
+                        _mm_storeu_ps(v.as_mut_ptr(), sum);
+                        let o = out.add(r * row_stride + t * tok_stride);
+                        for (k, x) in v.iter().enumerate() {
+                            *o.add(k * tok_stride) = *x;
+                        }
+                    }
+                    t += 4;
+                }
+                // The activations left over (or rows too long for `ad`): one at a time.
+                for r in 0..rows {
+                    let wr = w.add(r * wrb);
+                    if t < n_acts {
+                        prefetch_row(wr, wrb);
+                    }
+                    for u in t..n_acts {
+                        *out.add(r * row_stride + u * tok_stride) = $single(nb, wr, a.add(u * arb));
+                    }
+                }
+            }
+        }
+    };
+}
+
+int_kernels!(
+    q8_0_q8_0,
+    tile_q8_0_q8_0_avx2,
+    tile_q8_0_q8_0,
+    34,
+    quants_q8_0
 );
+int_kernels!(
+    q4_0_q8_0,
+    tile_q4_0_q8_0_avx2,
+    tile_q4_0_q8_0,
+    18,
+    quants_q4_0
+);
+
+/// Lanes 0..4 of `acc` as four single-lane vectors summed by [`sum_residues`]: lane 0 of the
+/// result is what the tile computes for one activation.
+#[inline(always)]
+unsafe fn sum_lanes(acc: __m128) -> f32 {
+    // SAFETY: pure register arithmetic under the caller's target features.
+    unsafe {
+        let z = _mm_setzero_ps();
+        let l1 = _mm_move_ss(z, _mm_shuffle_ps::<0b01_01_01_01>(acc, acc));
+        let l2 = _mm_move_ss(z, _mm_movehl_ps(acc, acc));
+        let l3 = _mm_move_ss(z, _mm_shuffle_ps::<0b11_11_11_11>(acc, acc));
+        _mm_cvtss_f32(sum_residues(_mm_move_ss(z, acc), l1, l2, l3))
+    }
+}
+
+/// The 4-byte f16 pairs at `p + k·stride` for `k < m` (zero beyond) as eight f32:
+/// `[a0, b0, a1, b1, a2, b2, a3, b3]`.
+#[inline(always)]
+unsafe fn f16_pairs4(p: *const u8, stride: usize, m: usize) -> __m256 {
+    // SAFETY: the caller guarantees 4 readable bytes at p + k·stride for every k < m.
+    unsafe {
+        let w = |k: usize| {
+            if k < m {
+                (p.add(k * stride) as *const i32).read_unaligned()
+            } else {
+                0
+            }
+        };
+        _mm256_cvtph_ps(_mm_setr_epi32(w(0), w(1), w(2), w(3)))
+    }
+}
+
+/// Q4_1 · Q8_1 with integer block sums: Σ (d_w·q + m_w)(d_a·a) = d_w·d_a·Σq·a + m_w·s_a, where
+/// `s_a` is the activation block's stored d_a·Σa. The first term accumulates by block residue
+/// as in `int_kernels!`, the second as rounded products added by residue.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_1_q8_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
+    // SAFETY: x holds nb blocks of 20 bytes and y nb blocks of 36 (checked by the wrapper).
+    unsafe {
+        macro_rules! group {
+            ($i:expr, $m:expr) => {{
+                let (i, m) = ($i, $m);
+                let part = |j: usize| {
+                    if j < m {
+                        isum_q4_1(nibbles32(x.add((i + j) * 20 + 4)), y.add((i + j) * 36))
+                    } else {
+                        _mm256_setzero_si256()
+                    }
+                };
+                let s = hsum4_epi32(part(0), part(1), part(2), part(3));
+                // [d_w·d_a, m_w·s_a] of each block, interleaved, then split.
+                let p = _mm256_mul_ps(
+                    f16_pairs4(x.add(i * 20), 20, m),
+                    f16_pairs4(y.add(i * 36), 36, m),
+                );
+                let p = _mm256_permutevar8x32_ps(p, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+                (
+                    _mm256_castps256_ps128(p),
+                    _mm_cvtepi32_ps(s),
+                    _mm256_extractf128_ps::<1>(p),
+                )
+            }};
+        }
+        let (mut acc, mut ext) = (_mm_setzero_ps(), _mm_setzero_ps());
+        let mut i = 0;
+        while i + 4 <= nb {
+            let (d, s, ms) = group!(i, 4);
+            acc = _mm_fmadd_ps(d, s, acc);
+            ext = _mm_add_ps(ext, ms);
+            i += 4;
+        }
+        if i < nb {
+            let (d, s, ms) = group!(i, nb - i);
+            acc = _mm_fmadd_ps(d, s, acc);
+            ext = _mm_add_ps(ext, ms);
+        }
+        sum_lanes(acc) + sum_lanes(ext)
+    }
+}
+
+/// Eight i32 partial sums of 32 unsigned weight quants times the Q8_1 activation block at `y`.
+#[inline(always)]
+unsafe fn isum_q4_1(qx: __m256i, y: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees a 36-byte block at y.
+    unsafe {
+        let qy = _mm256_loadu_si256(y.add(4) as *const __m256i);
+        _mm256_madd_epi16(_mm256_maddubs_epi16(qx, qy), _mm256_set1_epi16(1))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn tile_q4_1_q8_1_avx2(
+    n: usize,
+    w: &[u8],
+    rows: usize,
+    a: &[u8],
+    n_acts: usize,
+    out: &mut [f32],
+    row_stride: usize,
+    tok_stride: usize,
+) {
+    let nb = n / QK;
+    check_tile(nb, w, 20, rows, a, 36, n_acts, out, row_stride, tok_stride);
+    // SAFETY: installed in the dispatch table only when `detected()` is true; the operand
+    // lengths were checked just above.
+    unsafe {
+        tile_q4_1_q8_1(
+            nb,
+            w.as_ptr(),
+            rows,
+            a.as_ptr(),
+            n_acts,
+            out.as_mut_ptr(),
+            row_stride,
+            tok_stride,
+        )
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_q4_1_q8_1(
+    nb: usize,
+    w: *const u8,
+    rows: usize,
+    a: *const u8,
+    n_acts: usize,
+    out: *mut f32,
+    row_stride: usize,
+    tok_stride: usize,
+) {
+    // SAFETY: w holds rows·nb blocks of 20 bytes, a n_acts·nb blocks of 36 and out
+    // (rows-1)·row_stride + (n_acts-1)·tok_stride + 1 values (checked by the wrapper).
+    unsafe {
+        let (wrb, arb) = (nb * 20, nb * 36);
+        let mut t = 0;
+        let mut ad = [_mm_setzero_ps(); TILE_MAX_BLOCKS];
+        let mut sa = [_mm_setzero_ps(); TILE_MAX_BLOCKS];
+        while t + 4 <= n_acts && nb <= TILE_MAX_BLOCKS {
+            let a0 = a.add(t * arb);
+            for i in 0..nb {
+                ad[i] = f16x4_strided(a0.add(i * 36), arb, 4);
+                sa[i] = f16x4_strided(a0.add(i * 36 + 2), arb, 4);
+            }
+            for r in 0..rows {
+                let wr = w.add(r * wrb);
+                let mut accs = [_mm_setzero_ps(); 4];
+                let mut exts = [_mm_setzero_ps(); 4];
+                macro_rules! block {
+                    ($i:expr, $k:literal) => {{
+                        let i = $i;
+                        let xb = wr.add(i * 20);
+                        prefetch_ahead(xb);
+                        let qx = nibbles32(xb.add(4));
+                        let y = a0.add(i * 36);
+                        let s = hsum4_epi32(
+                            isum_q4_1(qx, y),
+                            isum_q4_1(qx, y.add(arb)),
+                            isum_q4_1(qx, y.add(2 * arb)),
+                            isum_q4_1(qx, y.add(3 * arb)),
+                        );
+                        let d = _mm_mul_ps(_mm_set1_ps(f16_load(xb)), ad[i]);
+                        accs[$k] = _mm_fmadd_ps(d, _mm_cvtepi32_ps(s), accs[$k]);
+                        let ms = _mm_mul_ps(_mm_set1_ps(f16_load(xb.add(2))), sa[i]);
+                        exts[$k] = _mm_add_ps(exts[$k], ms);
+                    }};
+                }
+                let mut i = 0;
+                while i + 4 <= nb {
+                    block!(i, 0);
+                    block!(i + 1, 1);
+                    block!(i + 2, 2);
+                    block!(i + 3, 3);
+                    i += 4;
+                }
+                if i < nb {
+                    block!(i, 0);
+                }
+                if i + 1 < nb {
+                    block!(i + 1, 1);
+                }
+                if i + 2 < nb {
+                    block!(i + 2, 2);
+                }
+                let sum = _mm_add_ps(
+                    sum_residues(accs[0], accs[1], accs[2], accs[3]),
+                    sum_residues(exts[0], exts[1], exts[2], exts[3]),
+                );
+                let mut v = [0f32; 4];
+                _mm_storeu_ps(v.as_mut_ptr(), sum);
+                let o = out.add(r * row_stride + t * tok_stride);
+                for (k, x) in v.iter().enumerate() {
+                    *o.add(k * tok_stride) = *x;
+                }
+            }
+            t += 4;
+        }
+        for r in 0..rows {
+            let wr = w.add(r * wrb);
+            if t < n_acts {
+                prefetch_row(wr, wrb);
+            }
+            for u in t..n_acts {
+                *out.add(r * row_stride + u * tok_stride) = q4_1_q8_1(nb, wr, a.add(u * arb));
+            }
+        }
+    }
+}

@@ -253,7 +253,8 @@ fn tile_kernels_equal_single_dots_bit_for_bit() {
             return;
         }
         let (tile, dot) = (fmt.tile_avx2.unwrap(), fmt.vec_dot_avx2.unwrap());
-        for blocks in [1usize, 2, 3, 18] {
+        // 130 blocks: longer than the AVX2 tile's scale buffer (its fallback path).
+        for blocks in [1usize, 2, 3, 18, 130] {
             let n = blocks * fmt.dtype.block_size();
             let w = weight_bytes(fmt, rows * blocks, 3, 1.0);
             let x: Vec<f32> = (0..n * n_acts).map(|i| (i as f32 * 0.77).sin()).collect();

@@ -80,3 +80,46 @@ fn lstm_cell_matches_f64_and_simd_matches_portable() {
         }
     }
 }
+
+/// Saturated gates (pre-activations far beyond where σ and tanh flatten, up to ±1e30) give
+/// finite values equal to the f64 reference, in the dispatched and the portable kernel.
+#[test]
+fn lstm_cell_saturates_without_nan() {
+    let n = 19; // two 8-wide steps and a scalar tail
+    let vals = [
+        -1e30f32, -1000.0, -90.0, -31.0, -9.5, 0.0, 9.5, 31.0, 90.0, 1000.0, 1e30,
+    ];
+    let z: Vec<f32> = (0..4 * n).map(|i| vals[(i * 7) % vals.len()]).collect();
+    let xp = vec![0.0f32; 4 * n];
+    let b = vec![0.0f32; 4 * n];
+    let c0: Vec<f32> = (0..n)
+        .map(|i| vals[(i * 3) % vals.len()].clamp(-50.0, 50.0))
+        .collect();
+    let (mut cr, mut hr): (Vec<f64>, Vec<f64>) =
+        (c0.iter().map(|&v| v.into()).collect(), vec![0.0; n]);
+    reference(&z, &xp, &b, &mut cr, &mut hr);
+    for cell in [
+        lstm_cell as fn(&[f32], &[f32], &[f32], &mut [f32], &mut [f32]),
+        lstm_cell_generic,
+    ] {
+        let (mut c, mut h) = (c0.clone(), vec![0.0; n]);
+        cell(&z, &xp, &b, &mut c, &mut h);
+        for j in 0..n {
+            assert!(
+                c[j].is_finite() && h[j].is_finite(),
+                "j={j}: c {} h {}",
+                c[j],
+                h[j]
+            );
+            assert!(
+                (f64::from(c[j]) - cr[j]).abs() < 1e-5 * cr[j].abs().max(1.0)
+                    && (f64::from(h[j]) - hr[j]).abs() < 1e-6,
+                "j={j}: c {} vs {}, h {} vs {}",
+                c[j],
+                cr[j],
+                h[j],
+                hr[j]
+            );
+        }
+    }
+}
