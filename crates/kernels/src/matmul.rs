@@ -86,6 +86,37 @@ impl Activations {
         Ok(())
     }
 
+    /// Rows already encoded in `dtype` (`cols` elements each), copied as they are: e.g. rows
+    /// of a Q8_0 embedding table are Q8_0 activations, exactly, without a round trip through
+    /// f32.
+    pub fn set_encoded_rows<'r>(
+        &mut self,
+        dtype: DType,
+        cols: usize,
+        rows: impl Iterator<Item = &'r [u8]>,
+    ) -> Result<(), KernelError> {
+        require(dtype, "encoded activations")?;
+        let row_bytes = bytes_for(dtype, cols, "encoded activations")?;
+        self.data.clear();
+        let mut n = 0;
+        for r in rows {
+            if r.len() != row_bytes {
+                return Err(KernelError::Shape {
+                    op: "encoded activations",
+                    expected: format!("rows of {row_bytes} bytes"),
+                    actual: format!("a row of {} bytes", r.len()),
+                });
+            }
+            self.data.extend_from_slice(r);
+            n += 1;
+        }
+        self.dtype = Some(dtype);
+        self.rows = n;
+        self.cols = cols;
+        self.row_bytes = row_bytes;
+        Ok(())
+    }
+
     /// Number of vectors.
     pub fn rows(&self) -> usize {
         self.rows
@@ -180,6 +211,11 @@ impl<'t> Matrix<'t> {
             dot,
             tile: f.tile(),
         })
+    }
+
+    /// The stored bytes of row `r`, if it exists.
+    pub fn row_data(&self, r: usize) -> Option<&'t [u8]> {
+        self.data.get(r * self.row_bytes..(r + 1) * self.row_bytes)
     }
 
     /// Dequantize row `r` into `out` (`cols` values).
@@ -385,6 +421,13 @@ impl<'t> Matrix<'t> {
         scratch.quantize_in_thread(self.act_type, x, self.cols)?;
         self.check_act(scratch, out.len(), "matmul")?;
         self.matmul_direct(scratch, out);
+        Ok(())
+    }
+
+    /// As [`Matrix::matmul`], entirely in the calling thread.
+    pub fn matmul_in_thread(&self, act: &Activations, out: &mut [f32]) -> Result<(), KernelError> {
+        self.check_act(act, out.len(), "matmul")?;
+        self.matmul_direct(act, out);
         Ok(())
     }
 

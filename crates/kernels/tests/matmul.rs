@@ -133,3 +133,43 @@ fn shape_errors_are_reported() {
     let t3 = Tensor::borrowed(DType::Q4_1, &[32, 2, 2], &wb).unwrap();
     assert!(Matrix::new(&t3).is_err());
 }
+
+/// Rows already in the activation type (a Q8_0 table's rows) give the same activations as
+/// quantizing their values, and the serial and parallel products agree bit for bit; a row of
+/// the wrong size is an error.
+#[test]
+fn encoded_rows_and_in_thread_products_agree() {
+    let (rows, cols, tokens) = (96, 64, 37);
+    let w = weights(DType::Q8_0, rows, cols);
+    let m = Matrix::from_parts(DType::Q8_0, rows, cols, &w).unwrap();
+    let table = quantize_to_vec(DType::Q8_0, &data(tokens * cols, 0.3)).unwrap();
+    let tm = Matrix::from_parts(DType::Q8_0, tokens, cols, &table).unwrap();
+    let mut values = vec![0.0f32; tokens * cols];
+    for (t, row) in values.chunks_exact_mut(cols).enumerate() {
+        tm.dequantize_row(t, row).unwrap();
+    }
+    let mut enc = Activations::new();
+    enc.set_encoded_rows(
+        DType::Q8_0,
+        cols,
+        (0..tokens).map(|t| tm.row_data(t).unwrap()),
+    )
+    .unwrap();
+    let mut q = Activations::new();
+    q.quantize(DType::Q8_0, &values, cols).unwrap();
+    let (mut a, mut b, mut c) = (
+        vec![0.0f32; tokens * rows],
+        vec![0.0f32; tokens * rows],
+        vec![0.0f32; tokens * rows],
+    );
+    m.matmul(&enc, &mut a).unwrap();
+    m.matmul(&q, &mut b).unwrap();
+    m.matmul_in_thread(&q, &mut c).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(b, c);
+    let bad = [0u8; 10];
+    let err = enc
+        .set_encoded_rows(DType::Q8_0, cols, std::iter::once(&bad[..]))
+        .unwrap_err();
+    assert!(err.to_string().contains("68 bytes"), "{err}");
+}

@@ -345,18 +345,17 @@ impl LstmClassifier {
             t.step_cycles = vec![0; max_len];
         }
 
-        // Embedding rows of every position, sequence after sequence.
+        // Layer 0's input: the embedding rows of every position, sequence after sequence. When
+        // the table is stored in the projection's activation type (Q8_0 with Q8_0 weights), its
+        // rows are used as they are; otherwise they are dequantized to f32 (and quantized to the
+        // activation type once per layer, shared by both directions).
         let emb = self.mat(&self.embedding);
-        let mut x = vec![0.0f32; n_tok * c.embed_dim];
-        for (row, &id) in x
-            .chunks_exact_mut(c.embed_dim)
-            .zip(seqs.iter().flat_map(|s| s.iter()))
-        {
-            emb.dequantize_row(id as usize, row)?;
-        }
+        let ids = || seqs.iter().flat_map(|s| s.iter()).map(|&id| id as usize);
+        let mut x = Vec::new();
         let mut batched = t0.elapsed().as_nanos() as u64;
 
         let mut acts = Activations::new();
+        let mut acts_x = Activations::new();
         let mut features = vec![0.0f32; seqs.len() * c.feature_dim()];
         let mut xp = Vec::new();
         let mut z = Vec::new();
@@ -368,15 +367,36 @@ impl LstmClassifier {
             } else {
                 vec![0.0f32; n_tok * hs * dirs]
             };
+            let mut x_type = None;
             for (d, dir) in layer.iter().enumerate() {
                 let tb = Instant::now();
                 // Input projection of every position at once.
                 let w_ih = self.mat(&dir.w_ih);
+                let at = w_ih.act_type();
                 xp.resize(n_tok * 4 * hs, 0.0);
+                if n_tok > 0 && x_type != Some(at) {
+                    if k == 0 && emb.dtype() == at {
+                        let rows = ids().map(|id| emb.row_data(id).unwrap_or(&[]));
+                        acts_x.set_encoded_rows(at, in_dim, rows)?;
+                    } else {
+                        if k == 0 && x.is_empty() {
+                            x = vec![0.0f32; n_tok * in_dim];
+                            for (row, id) in x.chunks_exact_mut(in_dim).zip(ids()) {
+                                emb.dequantize_row(id, row)?;
+                            }
+                        }
+                        if parallel {
+                            acts_x.quantize(at, &x[..n_tok * in_dim], in_dim)?;
+                        } else {
+                            acts_x.quantize_in_thread(at, &x[..n_tok * in_dim], in_dim)?;
+                        }
+                    }
+                    x_type = Some(at);
+                }
                 if n_tok > 0 && parallel {
-                    w_ih.matvec_f32(&x[..n_tok * in_dim], &mut acts, &mut xp)?;
+                    w_ih.matmul(&acts_x, &mut xp)?;
                 } else if n_tok > 0 {
-                    w_ih.matvec_f32_in_thread(&x[..n_tok * in_dim], &mut acts, &mut xp)?;
+                    w_ih.matmul_in_thread(&acts_x, &mut xp)?;
                 }
                 batched += tb.elapsed().as_nanos() as u64;
 
