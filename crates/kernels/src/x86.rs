@@ -944,8 +944,73 @@ unsafe fn sum_residues(acc0: __m128, acc1: __m128, acc2: __m128, acc3: __m128) -
 /// single-vector kernel per activation (same results).
 const TILE_MAX_BLOCKS: usize = 128;
 
+/// The exact sums Σ q·a of one weight block against four activation rows (at `y`, `y + arb`,
+/// …). `signed`: quants as (|q|, q) with the sign moved onto the activations. `unsigned`:
+/// quants stored with an offset (q = u − off), summed as u·a and corrected by off·Σa, with
+/// `asum_off` the precomputed off·Σa of the four rows (no sign operations per row).
+macro_rules! tile_block_sums {
+    ([signed], $quants:ident, $xb:expr, $y:expr, $arb:expr, $asum_off:expr) => {{
+        let (ax, qx) = $quants($xb);
+        let (y, arb) = ($y, $arb);
+        hsum4_epi32(
+            isum_q8(ax, qx, y),
+            isum_q8(ax, qx, y.add(arb)),
+            isum_q8(ax, qx, y.add(2 * arb)),
+            isum_q8(ax, qx, y.add(3 * arb)),
+        )
+    }};
+    ([unsigned($uq:ident, $off:expr)], $quants:ident, $xb:expr, $y:expr, $arb:expr, $asum_off:expr) => {{
+        let u = $uq($xb);
+        let (y, arb) = ($y, $arb);
+        let s = hsum4_epi32(
+            isum_u8(u, y),
+            isum_u8(u, y.add(arb)),
+            isum_u8(u, y.add(2 * arb)),
+            isum_u8(u, y.add(3 * arb)),
+        );
+        _mm_sub_epi32(s, $asum_off)
+    }};
+}
+
+/// Eight i32 partial sums of 32 unsigned weight quants times the Q8_0 activation block at `y`.
+#[inline(always)]
+unsafe fn isum_u8(u: __m256i, y: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees a 34-byte block at y.
+    unsafe {
+        let qy = _mm256_loadu_si256(y.add(2) as *const __m256i);
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, qy), _mm256_set1_epi16(1))
+    }
+}
+
+/// Σ a of the four Q8_0 activation blocks at `y`, `y + arb`, …, times `off`.
+#[inline(always)]
+unsafe fn asum4_times(y: *const u8, arb: usize, off: i32) -> __m128i {
+    // SAFETY: the caller guarantees four 34-byte blocks at those addresses.
+    unsafe {
+        let ones = _mm256_set1_epi8(1);
+        let s = hsum4_epi32(
+            isum_u8(ones, y),
+            isum_u8(ones, y.add(arb)),
+            isum_u8(ones, y.add(2 * arb)),
+            isum_u8(ones, y.add(3 * arb)),
+        );
+        _mm_mullo_epi32(s, _mm_set1_epi32(off))
+    }
+}
+
+/// The unsigned nibbles of a Q4_0 block (q + 8).
+#[inline(always)]
+unsafe fn nibbles_q4_0(xb: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees an 18-byte block at xb.
+    unsafe { nibbles32(xb.add(2)) }
+}
+
 macro_rules! int_kernels {
-    ($single:ident, $tile:ident, $tile_inner:ident, $wsize:expr, $quants:ident) => {
+    (@asum [signed], $dst:expr, $y:expr, $arb:expr) => {};
+    (@asum [unsigned($uq:ident, $off:expr)], $dst:expr, $y:expr, $arb:expr) => {
+        $dst = asum4_times($y, $arb, $off)
+    };
+    ($single:ident, $tile:ident, $tile_inner:ident, $wsize:expr, $quants:ident, $mode:tt) => {
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn $single(nb: usize, x: *const u8, y: *const u8) -> f32 {
@@ -1036,11 +1101,16 @@ macro_rules! int_kernels {
                 let (wrb, arb) = (nb * $wsize, nb * 34);
                 let mut t = 0;
                 let mut ad = [_mm_setzero_ps(); TILE_MAX_BLOCKS];
+                // Used only by kernels whose quants carry an offset.
+                #[allow(unused_mut, unused_variables)]
+                let mut asum_off = [_mm_setzero_si128(); TILE_MAX_BLOCKS];
                 while t + 4 <= n_acts && nb <= TILE_MAX_BLOCKS {
                     let a0 = a.add(t * arb);
-                    // The four activations' scales of each block, once for all rows.
-                    for (i, d) in ad.iter_mut().enumerate().take(nb) {
-                        *d = f16x4_strided(a0.add(i * 34), arb, 4);
+                    // The four activations' scales (and for offset quants off·Σa) of each
+                    // block, once for all rows.
+                    for i in 0..nb {
+                        ad[i] = f16x4_strided(a0.add(i * 34), arb, 4);
+                        int_kernels!(@asum $mode, asum_off[i], a0.add(i * 34), arb);
                     }
                     for r in 0..rows {
                         let wr = w.add(r * wrb);
@@ -1050,14 +1120,8 @@ macro_rules! int_kernels {
                                 let i = $i;
                                 let xb = wr.add(i * $wsize);
                                 prefetch_ahead(xb);
-                                let (ax, qx) = $quants(xb);
                                 let y = a0.add(i * 34);
-                                let s = hsum4_epi32(
-                                    isum_q8(ax, qx, y),
-                                    isum_q8(ax, qx, y.add(arb)),
-                                    isum_q8(ax, qx, y.add(2 * arb)),
-                                    isum_q8(ax, qx, y.add(3 * arb)),
-                                );
+                                let s = tile_block_sums!($mode, $quants, xb, y, arb, asum_off[i]);
                                 let d = _mm_mul_ps(_mm_set1_ps(f16_load(xb)), ad[i]);
                                 accs[$k] = _mm_fmadd_ps(d, _mm_cvtepi32_ps(s), accs[$k]);
                             }};
@@ -1109,14 +1173,16 @@ int_kernels!(
     tile_q8_0_q8_0_avx2,
     tile_q8_0_q8_0,
     34,
-    quants_q8_0
+    quants_q8_0,
+    [signed]
 );
 int_kernels!(
     q4_0_q8_0,
     tile_q4_0_q8_0_avx2,
     tile_q4_0_q8_0,
     18,
-    quants_q4_0
+    quants_q4_0,
+    [unsigned(nibbles_q4_0, 8)]
 );
 
 /// Lanes 0..4 of `acc` as four single-lane vectors summed by [`sum_residues`]: lane 0 of the
