@@ -944,6 +944,118 @@ unsafe fn sum_residues(acc0: __m128, acc1: __m128, acc2: __m128, acc3: __m128) -
 /// single-vector kernel per activation (same results).
 const TILE_MAX_BLOCKS: usize = 128;
 
+/// The safe tile entry `$name` (the [`crate::Tile`] signature): checks the operands, then
+/// calls the AVX2 body `$inner` over blocks of `$wsize` weight and `$asize` activation bytes.
+macro_rules! tile_wrapper {
+    ($name:ident, $inner:ident, $wsize:expr, $asize:expr) => {
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) fn $name(
+            n: usize,
+            w: &[u8],
+            rows: usize,
+            a: &[u8],
+            n_acts: usize,
+            out: &mut [f32],
+            row_stride: usize,
+            tok_stride: usize,
+        ) {
+            let nb = n / QK;
+            check_tile(
+                nb, w, $wsize, rows, a, $asize, n_acts, out, row_stride, tok_stride,
+            );
+            // SAFETY: installed in the dispatch table only when `detected()` is true; the
+            // operand lengths were checked just above.
+            unsafe {
+                $inner(
+                    nb,
+                    w.as_ptr(),
+                    rows,
+                    a.as_ptr(),
+                    n_acts,
+                    out.as_mut_ptr(),
+                    row_stride,
+                    tok_stride,
+                )
+            }
+        }
+    };
+}
+
+/// Run `$block!(i, k)` for every block `i < $nb` with `k = i mod 4` a literal, so each of
+/// the four residue accumulators is named statically and stays in a register.
+macro_rules! by_residue {
+    ($nb:expr, $block:ident) => {{
+        let nb = $nb;
+        let mut i = 0;
+        while i + 4 <= nb {
+            $block!(i, 0);
+            $block!(i + 1, 1);
+            $block!(i + 2, 2);
+            $block!(i + 3, 3);
+            i += 4;
+        }
+        if i < nb {
+            $block!(i, 0);
+        }
+        if i + 1 < nb {
+            $block!(i + 1, 1);
+        }
+        if i + 2 < nb {
+            $block!(i + 2, 2);
+        }
+    }};
+}
+
+/// Four results to `o`, `o + stride`, `o + 2·stride`, `o + 3·stride`.
+#[inline(always)]
+unsafe fn store4(o: *mut f32, stride: usize, v: __m128) {
+    // SAFETY: the caller guarantees the four addresses are writable.
+    unsafe {
+        let mut x = [0f32; 4];
+        _mm_storeu_ps(x.as_mut_ptr(), v);
+        for (k, x) in x.iter().enumerate() {
+            *o.add(k * stride) = *x;
+        }
+    }
+}
+
+/// The layout of a tile call: weight rows, bytes per weight and activation row, output
+/// strides.
+struct TileGeom {
+    rows: usize,
+    wrb: usize,
+    arb: usize,
+    row_stride: usize,
+    tok_stride: usize,
+}
+
+/// Activations `t..n_acts` of a tile one at a time with the single-vector kernel `dot`, each
+/// weight row prefetched before it is walked.
+#[inline(always)]
+unsafe fn single_tail(
+    g: &TileGeom,
+    w: *const u8,
+    a: *const u8,
+    t: usize,
+    n_acts: usize,
+    out: *mut f32,
+    dot: impl Fn(*const u8, *const u8) -> f32,
+) {
+    // SAFETY: the caller guarantees the tile's operands (checked by `check_tile`).
+    unsafe {
+        if t >= n_acts {
+            return;
+        }
+        for r in 0..g.rows {
+            let wr = w.add(r * g.wrb);
+            prefetch_row(wr, g.wrb);
+            for u in t..n_acts {
+                *out.add(r * g.row_stride + u * g.tok_stride) = dot(wr, a.add(u * g.arb));
+            }
+        }
+    }
+}
+
 /// The exact sums Σ q·a of one weight block against four activation rows (at `y`, `y + arb`,
 /// …). `signed`: quants as (|q|, q) with the sign moved onto the activations. `unsigned`:
 /// quants stored with an offset (q = u − off), summed as u·a and corrected by off·Σa, with
@@ -1052,36 +1164,7 @@ macro_rules! int_kernels {
             }
         }
 
-        #[allow(clippy::too_many_arguments)]
-        pub(crate) fn $tile(
-            n: usize,
-            w: &[u8],
-            rows: usize,
-            a: &[u8],
-            n_acts: usize,
-            out: &mut [f32],
-            row_stride: usize,
-            tok_stride: usize,
-        ) {
-            let nb = n / QK;
-            check_tile(
-                nb, w, $wsize, rows, a, 34, n_acts, out, row_stride, tok_stride,
-            );
-            // SAFETY: installed in the dispatch table only when `detected()` is true; the
-            // operand lengths were checked just above.
-            unsafe {
-                $tile_inner(
-                    nb,
-                    w.as_ptr(),
-                    rows,
-                    a.as_ptr(),
-                    n_acts,
-                    out.as_mut_ptr(),
-                    row_stride,
-                    tok_stride,
-                )
-            }
-        }
+        tile_wrapper!($tile, $tile_inner, $wsize, 34);
 
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -1126,43 +1209,15 @@ macro_rules! int_kernels {
                                 accs[$k] = _mm_fmadd_ps(d, _mm_cvtepi32_ps(s), accs[$k]);
                             }};
                         }
-                        let mut i = 0;
-                        while i + 4 <= nb {
-                            block!(i, 0);
-                            block!(i + 1, 1);
-                            block!(i + 2, 2);
-                            block!(i + 3, 3);
-                            i += 4;
-                        }
-                        if i < nb {
-                            block!(i, 0);
-                        }
-                        if i + 1 < nb {
-                            block!(i + 1, 1);
-                        }
-                        if i + 2 < nb {
-                            block!(i + 2, 2);
-                        }
+                        by_residue!(nb, block);
                         let sum = sum_residues(accs[0], accs[1], accs[2], accs[3]);
-                        let mut v = [0f32; 4];
-                        _mm_storeu_ps(v.as_mut_ptr(), sum);
-                        let o = out.add(r * row_stride + t * tok_stride);
-                        for (k, x) in v.iter().enumerate() {
-                            *o.add(k * tok_stride) = *x;
-                        }
+                        store4(out.add(r * row_stride + t * tok_stride), tok_stride, sum);
                     }
                     t += 4;
                 }
                 // The activations left over (or rows too long for `ad`): one at a time.
-                for r in 0..rows {
-                    let wr = w.add(r * wrb);
-                    if t < n_acts {
-                        prefetch_row(wr, wrb);
-                    }
-                    for u in t..n_acts {
-                        *out.add(r * row_stride + u * tok_stride) = $single(nb, wr, a.add(u * arb));
-                    }
-                }
+                let geom = TileGeom { rows, wrb, arb, row_stride, tok_stride };
+                single_tail(&geom, w, a, t, n_acts, out, |w, a| $single(nb, w, a));
             }
         }
     };
@@ -1275,34 +1330,7 @@ unsafe fn isum_q4_1(qx: __m256i, y: *const u8) -> __m256i {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn tile_q4_1_q8_1_avx2(
-    n: usize,
-    w: &[u8],
-    rows: usize,
-    a: &[u8],
-    n_acts: usize,
-    out: &mut [f32],
-    row_stride: usize,
-    tok_stride: usize,
-) {
-    let nb = n / QK;
-    check_tile(nb, w, 20, rows, a, 36, n_acts, out, row_stride, tok_stride);
-    // SAFETY: installed in the dispatch table only when `detected()` is true; the operand
-    // lengths were checked just above.
-    unsafe {
-        tile_q4_1_q8_1(
-            nb,
-            w.as_ptr(),
-            rows,
-            a.as_ptr(),
-            n_acts,
-            out.as_mut_ptr(),
-            row_stride,
-            tok_stride,
-        )
-    }
-}
+tile_wrapper!(tile_q4_1_q8_1_avx2, tile_q4_1_q8_1, 20, 36);
 
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -1352,44 +1380,22 @@ unsafe fn tile_q4_1_q8_1(
                         exts[$k] = _mm_add_ps(exts[$k], ms);
                     }};
                 }
-                let mut i = 0;
-                while i + 4 <= nb {
-                    block!(i, 0);
-                    block!(i + 1, 1);
-                    block!(i + 2, 2);
-                    block!(i + 3, 3);
-                    i += 4;
-                }
-                if i < nb {
-                    block!(i, 0);
-                }
-                if i + 1 < nb {
-                    block!(i + 1, 1);
-                }
-                if i + 2 < nb {
-                    block!(i + 2, 2);
-                }
+                by_residue!(nb, block);
                 let sum = _mm_add_ps(
                     sum_residues(accs[0], accs[1], accs[2], accs[3]),
                     sum_residues(exts[0], exts[1], exts[2], exts[3]),
                 );
-                let mut v = [0f32; 4];
-                _mm_storeu_ps(v.as_mut_ptr(), sum);
-                let o = out.add(r * row_stride + t * tok_stride);
-                for (k, x) in v.iter().enumerate() {
-                    *o.add(k * tok_stride) = *x;
-                }
+                store4(out.add(r * row_stride + t * tok_stride), tok_stride, sum);
             }
             t += 4;
         }
-        for r in 0..rows {
-            let wr = w.add(r * wrb);
-            if t < n_acts {
-                prefetch_row(wr, wrb);
-            }
-            for u in t..n_acts {
-                *out.add(r * row_stride + u * tok_stride) = q4_1_q8_1(nb, wr, a.add(u * arb));
-            }
-        }
+        let geom = TileGeom {
+            rows,
+            wrb,
+            arb,
+            row_stride,
+            tok_stride,
+        };
+        single_tail(&geom, w, a, t, n_acts, out, |w, a| q4_1_q8_1(nb, w, a));
     }
 }
