@@ -26,7 +26,7 @@ pub(crate) fn f16_at(b: &[u8], off: usize) -> f32 {
 }
 
 #[inline(always)]
-fn put_f16(b: &mut [u8], off: usize, v: f32) {
+pub(crate) fn put_f16(b: &mut [u8], off: usize, v: f32) {
     b[off..off + 2].copy_from_slice(&f16::from_f32(v).to_bits().to_le_bytes());
 }
 

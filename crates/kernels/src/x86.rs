@@ -721,16 +721,12 @@ unsafe fn q8_block(x: *const f32, q: *mut u8) -> (f32, i32) {
     }
 }
 
-fn put_f16(b: &mut [u8], v: f32) {
-    b[..2].copy_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes());
-}
-
 /// f32 → Q8_0 blocks (AVX2), bit-identical to `formats::q8_0_from_f32`.
 pub(crate) fn q8_0_from_f32(src: &[f32], dst: &mut [u8]) {
     for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(34)) {
         // SAFETY: only installed when `detected()`; x holds 32 values, b 34 bytes.
         let (d, _) = unsafe { q8_block(x.as_ptr(), b.as_mut_ptr().add(2)) };
-        put_f16(b, d);
+        crate::formats::put_f16(b, 0, d);
     }
 }
 
@@ -739,8 +735,8 @@ pub(crate) fn q8_1_from_f32(src: &[f32], dst: &mut [u8]) {
     for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(36)) {
         // SAFETY: only installed when `detected()`; x holds 32 values, b 36 bytes.
         let (d, sum) = unsafe { q8_block(x.as_ptr(), b.as_mut_ptr().add(4)) };
-        put_f16(b, d);
-        put_f16(&mut b[2..], sum as f32 * d);
+        crate::formats::put_f16(b, 0, d);
+        crate::formats::put_f16(b, 2, sum as f32 * d);
     }
 }
 
