@@ -2,8 +2,9 @@
 //!
 //! [`format`] gives, per [`DType`], the scalar `to_f32`/`from_f32`, the activation type its dot
 //! product takes (`vec_dot_type`, as ggml pairs them), and the dot kernels: the scalar
-//! reference and, where written, an AVX2 version. [`kernels`] decides once per process which
-//! to use: AVX2 when the CPU has avx2+fma+f16c, unless `EDGEINFER_KERNELS=scalar`.
+//! reference and, where written, an AVX2 version and an AVX-VNNI tile. [`kernels`] decides once
+//! per process which to use: AVX-VNNI tiles when the CPU has avxvnni, AVX2 when it has
+//! avx2+fma+f16c; `EDGEINFER_KERNELS=avx2` or `=scalar` caps the level.
 
 use std::sync::OnceLock;
 
@@ -36,10 +37,13 @@ pub struct Format {
     pub vec_dot_avx2: Option<VecDot>,
     /// AVX2 tile kernel (rows × activations in one call, weight blocks reused), where written.
     pub tile_avx2: Option<Tile>,
+    /// AVX-VNNI tile kernel (bit-identical to the AVX2 one), where written.
+    pub tile_vnni: Option<Tile>,
 }
 
 macro_rules! formats {
-    ($( $t:ident: $to:path, $from:expr, $vdt:ident, $gen:expr, $avx:expr $(, $tile:expr)?; )*) => {
+    ($( $t:ident: $to:path, $from:expr, $vdt:ident, $gen:expr, $avx:expr
+        $(, $tile:expr, $vnni:expr)?; )*) => {
         static FORMATS: &[Format] = &[
             $( Format {
                 dtype: DType::$t,
@@ -49,6 +53,7 @@ macro_rules! formats {
                 vec_dot_generic: $gen,
                 vec_dot_avx2: $avx,
                 tile_avx2: tile!($($tile)?),
+                tile_vnni: tile!($($vnni)?),
             }, )*
         ];
     };
@@ -93,11 +98,11 @@ formats! {
     F32: f::f32_to_f32, Some(f::f32_from_f32), F32, Some(f::dot_f32_f32_generic), avx2!(dot_f32_f32_avx2);
     F16: f::f16_to_f32, Some(f::f16_from_f32), F32, Some(f::dot_f16_f32_generic), avx2!(dot_f16_f32_avx2);
     BF16: f::bf16_to_f32, Some(f::bf16_from_f32), F32, Some(f::dot_bf16_f32_generic), avx2!(dot_bf16_f32_avx2);
-    Q4_0: f::q4_0_to_f32, Some(f::q4_0_from_f32), Q8_0, Some(f::dot_q4_0_q8_0_generic), avx2!(dot_q4_0_q8_0_avx2), avx2_tile!(tile_q4_0_q8_0_avx2);
-    Q4_1: f::q4_1_to_f32, Some(f::q4_1_from_f32), Q8_1, Some(f::dot_q4_1_q8_1_generic), avx2!(dot_q4_1_q8_1_avx2), avx2_tile!(tile_q4_1_q8_1_avx2);
+    Q4_0: f::q4_0_to_f32, Some(f::q4_0_from_f32), Q8_0, Some(f::dot_q4_0_q8_0_generic), avx2!(dot_q4_0_q8_0_avx2), avx2_tile!(tile_q4_0_q8_0_avx2), avx2_tile!(tile_q4_0_q8_0_vnni);
+    Q4_1: f::q4_1_to_f32, Some(f::q4_1_from_f32), Q8_1, Some(f::dot_q4_1_q8_1_generic), avx2!(dot_q4_1_q8_1_avx2), avx2_tile!(tile_q4_1_q8_1_avx2), avx2_tile!(tile_q4_1_q8_1_vnni);
     Q5_0: f::q5_0_to_f32, Some(f::q5_0_from_f32), Q8_0, Some(f::dot_q5_0_q8_0_generic), avx2!(dot_q5_0_q8_0_avx2);
     Q5_1: f::q5_1_to_f32, Some(f::q5_1_from_f32), Q8_1, Some(f::dot_q5_1_q8_1_generic), avx2!(dot_q5_1_q8_1_avx2);
-    Q8_0: f::q8_0_to_f32, Some(f::q8_0_from_f32), Q8_0, Some(f::dot_q8_0_q8_0_generic), avx2!(dot_q8_0_q8_0_avx2), avx2_tile!(tile_q8_0_q8_0_avx2);
+    Q8_0: f::q8_0_to_f32, Some(f::q8_0_from_f32), Q8_0, Some(f::dot_q8_0_q8_0_generic), avx2!(dot_q8_0_q8_0_avx2), avx2_tile!(tile_q8_0_q8_0_avx2), avx2_tile!(tile_q8_0_q8_0_vnni);
     Q8_1: f::q8_1_to_f32, Some(f::q8_1_from_f32), Q8_1, None, None;
     Q2_K: f::q2_k_to_f32, None, Q8_K, Some(f::dot_q2_k_q8_k_generic), avx2!(dot_q2_k_q8_k_avx2);
     Q3_K: f::q3_k_to_f32, None, Q8_K, Some(f::dot_q3_k_q8_k_generic), avx2!(dot_q3_k_q8_k_avx2);
@@ -124,6 +129,8 @@ pub enum Level {
     Scalar,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
+    /// AVX2 plus AVX-VNNI (`vpdpbusd`) for the Q8_0, Q4_0 and Q4_1 tiles.
+    AvxVnni,
 }
 
 /// The kernels chosen for this process.
@@ -194,19 +201,20 @@ fn axpy_generic(a: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// The kernels for this process, decided on first call: `EDGEINFER_KERNELS=scalar` forces the
-/// scalar reference path; otherwise AVX2 where the CPU has it.
+/// The kernels for this process, decided on first call: the best level the CPU has, capped by
+/// `EDGEINFER_KERNELS=scalar` (the reference path) or `EDGEINFER_KERNELS=avx2` (no VNNI).
 pub fn kernels() -> &'static Kernels {
     static K: OnceLock<Kernels> = OnceLock::new();
     K.get_or_init(|| {
-        let forced_scalar = std::env::var("EDGEINFER_KERNELS")
-            .map(|v| v.eq_ignore_ascii_case("scalar"))
-            .unwrap_or(false);
-        if !forced_scalar {
+        let cap = std::env::var("EDGEINFER_KERNELS")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if cap != "scalar" {
             #[cfg(target_arch = "x86_64")]
             if crate::x86::detected() {
+                let vnni = cap != "avx2" && crate::x86::vnni_detected();
                 return Kernels {
-                    level: Level::Avx2,
+                    level: if vnni { Level::AvxVnni } else { Level::Avx2 },
                     dot_f32: crate::x86::dot_f32,
                     axpy: crate::x86::axpy,
                     dot_f32_f16: crate::x86::dot_f32_f16,
@@ -238,7 +246,7 @@ impl Format {
     /// exists).
     pub fn vec_dot(&self) -> Option<VecDot> {
         match kernels().level {
-            Level::Avx2 => self.vec_dot_avx2.or(self.vec_dot_generic),
+            Level::Avx2 | Level::AvxVnni => self.vec_dot_avx2.or(self.vec_dot_generic),
             Level::Scalar => self.vec_dot_generic,
         }
     }
@@ -247,6 +255,7 @@ impl Format {
     pub fn tile(&self) -> Option<Tile> {
         match kernels().level {
             Level::Avx2 => self.tile_avx2,
+            Level::AvxVnni => self.tile_vnni.or(self.tile_avx2),
             Level::Scalar => None,
         }
     }
@@ -265,6 +274,19 @@ pub fn scalar_kernels() -> Kernels {
         lstm_cell: crate::ops::lstm_cell_generic,
         q8_0_from_f32: f::q8_0_from_f32,
         q8_1_from_f32: f::q8_1_from_f32,
+    }
+}
+
+/// Whether this CPU has the AVX-VNNI tiles, ignoring `EDGEINFER_KERNELS` (for tests comparing
+/// them with the AVX2 ones).
+pub fn vnni_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::x86::vnni_detected()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 

@@ -33,8 +33,8 @@ pub mod ops;
 mod x86;
 
 pub use dispatch::{
-    format, formats, kernels, scalar_kernels, simd_available, Format, FromF32, Kernels, Level,
-    Tile, ToF32, VecDot,
+    format, formats, kernels, scalar_kernels, simd_available, vnni_available, Format, FromF32,
+    Kernels, Level, Tile, ToF32, VecDot,
 };
 pub use edgeinfer_tensor::{DType, Tensor};
 pub use matmul::{Activations, Matrix};

@@ -943,7 +943,7 @@ const TILE_MAX_BLOCKS: usize = 128;
 /// The safe tile entry `$name` (the [`crate::Tile`] signature): checks the operands, then
 /// calls the AVX2 body `$inner` over blocks of `$wsize` weight and `$asize` activation bytes.
 macro_rules! tile_wrapper {
-    ($name:ident, $inner:ident, $wsize:expr, $asize:expr) => {
+    ($name:ident, $inner:expr, $wsize:expr, $asize:expr) => {
         #[allow(clippy::too_many_arguments)]
         pub(crate) fn $name(
             n: usize,
@@ -1395,3 +1395,8 @@ unsafe fn tile_q4_1_q8_1(
         single_tail(&geom, w, a, t, n_acts, out, |w, a| q4_1_q8_1(nb, w, a));
     }
 }
+
+mod vnni;
+pub(crate) use vnni::{
+    detected as vnni_detected, tile_q4_0_q8_0_vnni, tile_q4_1_q8_1_vnni, tile_q8_0_q8_0_vnni,
+};

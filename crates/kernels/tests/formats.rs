@@ -280,6 +280,54 @@ fn tile_kernels_equal_single_dots_bit_for_bit() {
     }
 }
 
+/// The AVX-VNNI tiles (eight rows at a time, rows left over and short calls handed to the AVX2
+/// tile) give exactly the single AVX2 dot for every element, whatever the row count, number of
+/// activations, row length and output layout.
+#[test]
+fn vnni_tiles_equal_single_dots_bit_for_bit() {
+    if !edgeinfer_kernels::vnni_available() {
+        eprintln!("NOTE: this CPU has no AVX-VNNI; its tiles cannot be run here");
+        return;
+    }
+    let tiles: Vec<_> = formats().iter().filter(|f| f.tile_vnni.is_some()).collect();
+    assert_eq!(tiles.len(), 3, "Q4_0, Q4_1 and Q8_0 have VNNI tiles");
+    for fmt in tiles {
+        let (tile, dot) = (fmt.tile_vnni.unwrap(), fmt.vec_dot_avx2.unwrap());
+        for (rows, n_acts, blocks) in [
+            (8usize, 4usize, 1usize),
+            (16, 5, 2),
+            (17, 11, 3),
+            (24, 3, 5),
+            (13, 33, 18),
+            (9, 6, 130),
+        ] {
+            let n = blocks * fmt.dtype.block_size();
+            let w = weight_bytes(fmt, rows * blocks, rows as u64, 1.0);
+            let x: Vec<f32> = (0..n * n_acts)
+                .map(|i| (i as f32 * 0.77).sin() * if i % 97 == 0 { 40.0 } else { 1.0 })
+                .collect();
+            let a = quantize_to_vec(fmt.vec_dot_type, &x).unwrap();
+            let (wrb, arb) = (w.len() / rows, a.len() / n_acts);
+            for (rs, ts) in [(n_acts + 2, 1), (1, rows + 3)] {
+                let mut out = vec![f32::NAN; rows * rs + n_acts * ts];
+                tile(n, &w, rows, &a, n_acts, &mut out, rs, ts);
+                for r in 0..rows {
+                    for t in 0..n_acts {
+                        let want = dot(n, &w[r * wrb..(r + 1) * wrb], &a[t * arb..(t + 1) * arb]);
+                        assert_eq!(
+                            out[r * rs + t * ts].to_bits(),
+                            want.to_bits(),
+                            "{} rows={rows} acts={n_acts} blocks={blocks} r={r} t={t} \
+                             strides {rs}/{ts}",
+                            fmt.dtype
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The dispatched activation quantizers (Q8_0, Q8_1) write exactly the scalar reference's
 /// bytes: random values, exact halves (which round away from zero), zeros, a lone maximum,
 /// tiny and huge magnitudes.
