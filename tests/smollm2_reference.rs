@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use edgeinfer_transformer::{Logits, Model, Precision, Session};
+use edgeinfer_transformer::{KvType, Logits, Model, Precision, Session};
 use serde_json::Value;
 
 fn model() -> &'static Model {
@@ -170,6 +170,46 @@ fn kv_cache_decode_equals_full_recompute() {
     }
 }
 
+/// The thread count changes nothing: prompt prefilled in a batch, then 24 greedy decode steps
+/// with 1, 2 and 3 threads (3 on this 2-core machine: uneven shares, a thread often
+/// descheduled) give the same logits bit for bit, with an f16 and an f32 cache.
+#[test]
+fn decode_is_bit_identical_across_thread_counts() {
+    let m = model();
+    let prompt = m
+        .tokenizer
+        .encode("Write a short story about a lighthouse keeper.", true)
+        .unwrap();
+    for kv in [KvType::F16, KvType::F32] {
+        let run = |threads: usize| -> Vec<Vec<f32>> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut s = Session::new(m, 128).with_kv_type(kv);
+                let mut logits = s.forward(&prompt, 0).unwrap();
+                let mut steps = vec![logits.clone()];
+                for _ in 0..24 {
+                    let next = argmax(&logits);
+                    logits = s.forward(&[next], s.n_past()).unwrap();
+                    steps.push(logits.clone());
+                }
+                steps
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            let other = run(threads);
+            for (step, (a, b)) in one.iter().zip(&other).enumerate() {
+                assert_eq!(a.len(), b.len());
+                let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{kv:?}, {threads} threads: step {step} logits differ");
+            }
+        }
+    }
+}
+
 #[test]
 fn long_inputs_split_into_micro_batches_match_any_chunking() {
     let m = model();
@@ -220,4 +260,14 @@ fn long_inputs_split_into_micro_batches_match_any_chunking() {
         .iter()
         .zip(&all[(toks.len() - 1) * vocab..])
         .all(|(x, y)| (x - y).abs() < 1e-4));
+}
+
+fn argmax(x: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, v) in x.iter().enumerate() {
+        if *v > x[best] {
+            best = i;
+        }
+    }
+    best as u32
 }

@@ -300,6 +300,9 @@ fn vnni_tiles_equal_single_dots_bit_for_bit() {
             (24, 3, 5),
             (13, 33, 18),
             (9, 6, 130),
+            (5, 1, 18),
+            (11, 2, 7),
+            (16, 1, 130),
         ] {
             let n = blocks * fmt.dtype.block_size();
             let w = weight_bytes(fmt, rows * blocks, rows as u64, 1.0);
