@@ -13,8 +13,10 @@
 //! | matvec / matmul (rayon over weight rows) | generic over the above | | |
 //! | rmsnorm, softmax, SiLU, GELU, RoPE (both conventions) | portable | | |
 //!
-//! The kernels are chosen once per process ([`kernels`]); `EDGEINFER_KERNELS=scalar` forces
-//! the reference path.
+//! Q4_0, Q4_1 and Q8_0 also have AVX-VNNI tiles (batches of four or more activations),
+//! bit-identical to the AVX2 ones. The kernels are chosen once per process ([`kernels`]);
+//! `EDGEINFER_KERNELS=avx2` caps the level at AVX2 and `EDGEINFER_KERNELS=scalar` forces the
+//! reference path.
 //!
 //! ```
 //! use edgeinfer_kernels::{quantize_to_vec, dequantize_to_vec};

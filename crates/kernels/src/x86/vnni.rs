@@ -32,27 +32,21 @@ trait Format {
     const OFF: i32;
     /// Whether each block adds `m_w · s_a` (Q4_1's minimum against Q8_1's stored d·Σa).
     const MIN: bool;
+    /// The AVX2 tile (same results) for the rows and calls this kernel leaves to it.
+    const AVX2: Avx2Tile;
     /// The block's quants as unsigned bytes, in the activations' element order.
     unsafe fn unsigned(xb: *const u8) -> __m256i;
-    /// The AVX2 tile (same results) for the rows and calls this kernel leaves to it.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn avx2(
-        nb: usize,
-        w: *const u8,
-        rows: usize,
-        a: *const u8,
-        n_acts: usize,
-        out: *mut f32,
-        row_stride: usize,
-        tok_stride: usize,
-    );
 }
+
+/// The AVX2 tile bodies' signature: `(nb, w, rows, a, n_acts, out, row_stride, tok_stride)`.
+type Avx2Tile = unsafe fn(usize, *const u8, usize, *const u8, usize, *mut f32, usize, usize);
 
 struct Q8_0;
 struct Q4_0;
 struct Q4_1;
 
 impl Format for Q8_0 {
+    const AVX2: Avx2Tile = super::tile_q8_0_q8_0;
     const W: usize = 34;
     const A: usize = 34;
     const AQ: usize = 2;
@@ -66,23 +60,10 @@ impl Format for Q8_0 {
             _mm256_xor_si256(q, _mm256_set1_epi8(-128))
         }
     }
-    #[inline(always)]
-    unsafe fn avx2(
-        nb: usize,
-        w: *const u8,
-        rows: usize,
-        a: *const u8,
-        n_acts: usize,
-        out: *mut f32,
-        rs: usize,
-        ts: usize,
-    ) {
-        // SAFETY: forwarded from a caller holding the tile's checked operands.
-        unsafe { super::tile_q8_0_q8_0(nb, w, rows, a, n_acts, out, rs, ts) }
-    }
 }
 
 impl Format for Q4_0 {
+    const AVX2: Avx2Tile = super::tile_q4_0_q8_0;
     const W: usize = 18;
     const A: usize = 34;
     const AQ: usize = 2;
@@ -93,23 +74,10 @@ impl Format for Q4_0 {
         // SAFETY: the caller guarantees an 18-byte block at xb.
         unsafe { nibbles32(xb.add(2)) }
     }
-    #[inline(always)]
-    unsafe fn avx2(
-        nb: usize,
-        w: *const u8,
-        rows: usize,
-        a: *const u8,
-        n_acts: usize,
-        out: *mut f32,
-        rs: usize,
-        ts: usize,
-    ) {
-        // SAFETY: forwarded from a caller holding the tile's checked operands.
-        unsafe { super::tile_q4_0_q8_0(nb, w, rows, a, n_acts, out, rs, ts) }
-    }
 }
 
 impl Format for Q4_1 {
+    const AVX2: Avx2Tile = super::tile_q4_1_q8_1;
     const W: usize = 20;
     const A: usize = 36;
     const AQ: usize = 4;
@@ -119,20 +87,6 @@ impl Format for Q4_1 {
     unsafe fn unsigned(xb: *const u8) -> __m256i {
         // SAFETY: the caller guarantees a 20-byte block at xb.
         unsafe { nibbles32(xb.add(4)) }
-    }
-    #[inline(always)]
-    unsafe fn avx2(
-        nb: usize,
-        w: *const u8,
-        rows: usize,
-        a: *const u8,
-        n_acts: usize,
-        out: *mut f32,
-        rs: usize,
-        ts: usize,
-    ) {
-        // SAFETY: forwarded from a caller holding the tile's checked operands.
-        unsafe { super::tile_q4_1_q8_1(nb, w, rows, a, n_acts, out, rs, ts) }
     }
 }
 
@@ -303,7 +257,7 @@ unsafe fn tile<F: Format>(
         }
         if full < rows {
             let out = out.add(full * row_stride);
-            F::avx2(
+            (F::AVX2)(
                 nb,
                 w.add(full * wrb),
                 rows - full,
