@@ -453,7 +453,20 @@ impl<'t> Matrix<'t> {
             self.matmul_direct(act, out);
             return Ok(());
         }
-        // In parallel, a transposed result: each task owns a contiguous range of weight rows.
+        // Many tokens: each task takes whole token tiles against every row and writes its part
+        // of `out` in place (the weights, read by every task, stay in L2/L3 between tiles).
+        if t_n >= 2 * TOKEN_TILE * rayon::current_num_threads() {
+            let rows = self.rows;
+            out.par_chunks_mut(TOKEN_TILE * rows)
+                .enumerate()
+                .for_each(|(ti, o)| {
+                    let (t0, n) = (ti * TOKEN_TILE, o.len() / rows);
+                    let acts = &act.data[t0 * act.row_bytes..(t0 + n) * act.row_bytes];
+                    self.tile_into(0, rows, acts, n, o, 1, rows);
+                });
+            return Ok(());
+        }
+        // Otherwise a transposed result: each task owns a contiguous range of weight rows.
         const TILE: usize = TOKEN_TILE;
         let mut tr = vec![0.0f32; self.rows * t_n];
         let work = |(ci, o): (usize, &mut [f32])| {

@@ -84,6 +84,8 @@ fn all_shapes() {
             (33, 2 * b, 5),
             (130, b, 17),
             (64, 4 * b, 1),
+            // enough tokens for the token-tile split (2 × 32 × threads)
+            (20, 2 * b, 200),
         ] {
             check(f.dtype, rows, cols, tokens);
         }
@@ -172,4 +174,38 @@ fn encoded_rows_and_in_thread_products_agree() {
         .set_encoded_rows(DType::Q8_0, cols, std::iter::once(&bad[..]))
         .unwrap_err();
     assert!(err.to_string().contains("68 bytes"), "{err}");
+}
+
+/// A token's products do not depend on the thread count or on how the work is split (rows per
+/// task for few tokens, token tiles per task for many): 1, 2 and 3 threads, 5 to 300 tokens.
+#[test]
+fn matmul_is_bit_identical_across_thread_counts() {
+    for dtype in [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q6_K] {
+        let (rows, cols) = (72, 256);
+        let w = weights(dtype, rows, cols);
+        let m = Matrix::from_parts(dtype, rows, cols, &w).unwrap();
+        for tokens in [5, 70, 130, 300] {
+            let mut act = Activations::new();
+            act.quantize(m.act_type(), &data(tokens * cols, 0.9), cols)
+                .unwrap();
+            let run = |threads: usize| {
+                let mut out = vec![0.0f32; tokens * rows];
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| m.matmul(&act, &mut out).unwrap());
+                out
+            };
+            let one = run(1);
+            for threads in [2, 3] {
+                let other = run(threads);
+                let same = one
+                    .iter()
+                    .zip(&other)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{dtype} {tokens} tokens, {threads} threads");
+            }
+        }
+    }
 }
