@@ -15,7 +15,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{check_tile, f16_load, nibbles32};
+use super::{check_tile, f16_load, f16x4_strided, hsum4_epi32, nibbles32, prefetch_row, sum_lanes};
 use crate::formats::QK;
 
 /// Whether the CPU has AVX-VNNI on top of what the AVX2 kernels need.
@@ -180,6 +180,7 @@ unsafe fn tile<F: Format>(
     // (rows-1)·row_stride + (n_acts-1)·tok_stride + 1 values (checked by the wrapper).
     unsafe {
         let (wrb, arb) = (nb * F::W, nb * F::A);
+        // Few activations: no transposition to share; one dot at a time (`singles`).
         let full = if n_acts >= 4 { rows / 8 * 8 } else { 0 };
         if full > 0 {
             // Per activation block: its scale, and off·Σa (or Q8_1's s_a for the minimum).
@@ -255,7 +256,9 @@ unsafe fn tile<F: Format>(
                 }
             }
         }
-        if full < rows {
+        if full < rows && n_acts < 4 && nb <= MAX_BLOCKS {
+            singles::<F>(nb, w, rows, a, n_acts, out, row_stride, tok_stride);
+        } else if full < rows {
             let out = out.add(full * row_stride);
             (F::AVX2)(
                 nb,
@@ -267,6 +270,133 @@ unsafe fn tile<F: Format>(
                 row_stride,
                 tok_stride,
             );
+        }
+    }
+}
+
+/// Most blocks per row the single-vector path precomputes activation data for (on the stack);
+/// longer rows go to the AVX2 tile.
+const MAX_BLOCKS: usize = 128;
+
+/// One activation's per-block data, once per call: its scales (and Q8_1's s_a) as f32 and
+/// off·Σa, zero past the row's blocks (whole groups of four read them).
+#[derive(Clone, Copy)]
+struct ActBlocks {
+    d: [f32; MAX_BLOCKS],
+    corr: [i32; MAX_BLOCKS],
+    s: [f32; MAX_BLOCKS],
+}
+
+impl ActBlocks {
+    #[inline(always)]
+    unsafe fn fill<F: Format>(&mut self, nb: usize, y: *const u8) {
+        // SAFETY: the caller guarantees nb ≤ MAX_BLOCKS activation blocks at y.
+        unsafe {
+            let b = self;
+            for i in 0..nb {
+                let yb = y.add(i * F::A);
+                b.d[i] = f16_load(yb);
+                if F::OFF != 0 {
+                    b.corr[i] = F::OFF * sum_i8(yb.add(F::AQ));
+                }
+                if F::MIN {
+                    b.s[i] = f16_load(yb.add(2));
+                }
+            }
+        }
+    }
+}
+
+/// Every row against each of a few activations (rows ≤ `MAX_BLOCKS` blocks), one dot at a time: the AVX2 single-vector
+/// kernel's sums and float operations (so the same bits), with `vpdpbusd` for the block sums
+/// and the activation's per-block data computed once for all rows instead of once per row.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn singles<F: Format>(
+    nb: usize,
+    w: *const u8,
+    rows: usize,
+    a: *const u8,
+    n_acts: usize,
+    out: *mut f32,
+    row_stride: usize,
+    tok_stride: usize,
+) {
+    // SAFETY: as `tile`, whose operands these are.
+    unsafe {
+        let (wrb, arb) = (nb * F::W, nb * F::A);
+        // Fewer than four activations (the caller's condition).
+        let none = ActBlocks {
+            d: [0.0; MAX_BLOCKS],
+            corr: [0; MAX_BLOCKS],
+            s: [0.0; MAX_BLOCKS],
+        };
+        let mut abs = [none, none, none];
+        for (t, ab) in abs.iter_mut().enumerate().take(n_acts) {
+            ab.fill::<F>(nb, a.add(t * arb));
+        }
+        for r in 0..rows {
+            let x = w.add(r * wrb);
+            prefetch_row(x, wrb);
+            for (t, ab) in abs.iter().enumerate().take(n_acts) {
+                let y = a.add(t * arb);
+                *out.add(r * row_stride + t * tok_stride) = dot::<F>(nb, x, y, ab);
+            }
+        }
+    }
+}
+
+/// One weight row against one activation: lane j of `acc` takes the blocks i ≡ j (mod 4).
+/// (Macros, not closures: a closure would not inherit the caller's target features.)
+#[inline(always)]
+unsafe fn dot<F: Format>(nb: usize, x: *const u8, y: *const u8, ab: &ActBlocks) -> f32 {
+    // SAFETY: x holds nb ≤ MAX_BLOCKS weight blocks, y nb activation blocks; `ab`'s arrays
+    // hold MAX_BLOCKS (a multiple of four) entries.
+    unsafe {
+        let (mut acc, mut ext) = (_mm_setzero_ps(), _mm_setzero_ps());
+        macro_rules! part {
+            ($i:expr, $j:expr, $m:expr) => {
+                if $j < $m {
+                    let u = F::unsigned(x.add(($i + $j) * F::W));
+                    let q = _mm256_loadu_si256(y.add(($i + $j) * F::A + F::AQ) as *const __m256i);
+                    _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, q)
+                } else {
+                    _mm256_setzero_si256()
+                }
+            };
+        }
+        // `m` blocks from block `i` (4 in the main loop, where the bounds tests fold away).
+        macro_rules! group {
+            ($i:expr, $m:expr) => {{
+                let (i, m) = ($i, $m);
+                let (p0, p1) = (part!(i, 0, m), part!(i, 1, m));
+                let (p2, p3) = (part!(i, 2, m), part!(i, 3, m));
+                let mut s = hsum4_epi32(p0, p1, p2, p3);
+                if F::OFF != 0 {
+                    let corr = _mm_loadu_si128(ab.corr.as_ptr().add(i) as *const __m128i);
+                    s = _mm_sub_epi32(s, corr);
+                }
+                let dw = f16x4_strided(x.add(i * F::W), F::W, m);
+                let d = _mm_mul_ps(dw, _mm_loadu_ps(ab.d.as_ptr().add(i)));
+                acc = _mm_fmadd_ps(d, _mm_cvtepi32_ps(s), acc);
+                if F::MIN {
+                    let mw = f16x4_strided(x.add(i * F::W + 2), F::W, m);
+                    ext = _mm_add_ps(ext, _mm_mul_ps(mw, _mm_loadu_ps(ab.s.as_ptr().add(i))));
+                }
+            }};
+        }
+        let mut i = 0;
+        while i + 4 <= nb {
+            group!(i, 4);
+            i += 4;
+        }
+        if i < nb {
+            group!(i, nb - i);
+        }
+        if F::MIN {
+            sum_lanes(acc) + sum_lanes(ext)
+        } else {
+            sum_lanes(acc)
         }
     }
 }
