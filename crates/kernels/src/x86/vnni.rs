@@ -10,12 +10,15 @@
 //! The integer block sums are exact, and the float work is the AVX2 kernels' (per block,
 //! `acc[i mod 4] += (d_w·d_a)·S`, the four residues summed as `(a0 + a1) + (a2 + a3)`), so every
 //! result is bit-identical to the single-vector AVX2 kernel's: a token's output does not depend
-//! on the kernel level, the batch or the rows around it. Rows beyond a multiple of eight and
-//! calls with fewer than four activation rows go to the AVX2 tile.
+//! on the kernel level, the batch or the rows around it. Calls with fewer than four activation
+//! rows take the rows one at a time (`singles`); rows beyond a multiple of eight, and rows too
+//! long for `singles`' stack data, go to the AVX2 tile.
 
 use std::arch::x86_64::*;
 
-use super::{check_tile, f16_load, f16x4_strided, hsum4_epi32, nibbles32, prefetch_row, sum_lanes};
+use super::{
+    check_tile, f16_load, f16x4_strided, hsum4_epi32, nibbles32, prefetch_row, sum_lanes, TileGeom,
+};
 use crate::formats::QK;
 
 /// Whether the CPU has AVX-VNNI on top of what the AVX2 kernels need.
@@ -257,7 +260,14 @@ unsafe fn tile<F: Format>(
             }
         }
         if full < rows && n_acts < 4 && nb <= MAX_BLOCKS {
-            singles::<F>(nb, w, rows, a, n_acts, out, row_stride, tok_stride);
+            let geom = TileGeom {
+                rows,
+                wrb,
+                arb,
+                row_stride,
+                tok_stride,
+            };
+            singles::<F>(nb, &geom, w, a, n_acts, out);
         } else if full < rows {
             let out = out.add(full * row_stride);
             (F::AVX2)(
@@ -310,37 +320,34 @@ impl ActBlocks {
 /// Every row against each of a few activations (rows ≤ `MAX_BLOCKS` blocks), one dot at a time: the AVX2 single-vector
 /// kernel's sums and float operations (so the same bits), with `vpdpbusd` for the block sums
 /// and the activation's per-block data computed once for all rows instead of once per row.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn singles<F: Format>(
     nb: usize,
+    g: &TileGeom,
     w: *const u8,
-    rows: usize,
     a: *const u8,
     n_acts: usize,
     out: *mut f32,
-    row_stride: usize,
-    tok_stride: usize,
 ) {
     // SAFETY: as `tile`, whose operands these are.
     unsafe {
-        let (wrb, arb) = (nb * F::W, nb * F::A);
-        // Fewer than four activations (the caller's condition).
-        let none = ActBlocks {
-            d: [0.0; MAX_BLOCKS],
-            corr: [0; MAX_BLOCKS],
-            s: [0.0; MAX_BLOCKS],
-        };
-        let mut abs = [none, none, none];
+        // Fewer than four activations (the caller's condition); data only for those present.
+        let mut abs: [Option<ActBlocks>; 3] = [None; 3];
         for (t, ab) in abs.iter_mut().enumerate().take(n_acts) {
-            ab.fill::<F>(nb, a.add(t * arb));
+            let mut b = ActBlocks {
+                d: [0.0; MAX_BLOCKS],
+                corr: [0; MAX_BLOCKS],
+                s: [0.0; MAX_BLOCKS],
+            };
+            b.fill::<F>(nb, a.add(t * g.arb));
+            *ab = Some(b);
         }
-        for r in 0..rows {
-            let x = w.add(r * wrb);
-            prefetch_row(x, wrb);
-            for (t, ab) in abs.iter().enumerate().take(n_acts) {
-                let y = a.add(t * arb);
-                *out.add(r * row_stride + t * tok_stride) = dot::<F>(nb, x, y, ab);
+        for r in 0..g.rows {
+            let x = w.add(r * g.wrb);
+            prefetch_row(x, g.wrb);
+            for (t, ab) in abs.iter().flatten().enumerate() {
+                let y = a.add(t * g.arb);
+                *out.add(r * g.row_stride + t * g.tok_stride) = dot::<F>(nb, x, y, ab);
             }
         }
     }
