@@ -181,13 +181,14 @@ fn decode_is_bit_identical_across_thread_counts() {
         .encode("Write a short story about a lighthouse keeper.", true)
         .unwrap();
     for kv in [KvType::F16, KvType::F32] {
-        let run = |threads: usize| -> Vec<Vec<f32>> {
+        // One thread forks nothing; with more, a step runs on the decode team unless it is off.
+        let run = |threads: usize, team: bool| -> Vec<Vec<f32>> {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .unwrap();
             pool.install(|| {
-                let mut s = Session::new(m, 128).with_kv_type(kv);
+                let mut s = Session::new(m, 128).with_kv_type(kv).with_decode_team(team);
                 let mut logits = s.forward(&prompt, 0).unwrap();
                 let mut steps = vec![logits.clone()];
                 for _ in 0..24 {
@@ -198,15 +199,55 @@ fn decode_is_bit_identical_across_thread_counts() {
                 steps
             })
         };
-        let one = run(1);
-        for threads in [2, 3] {
-            let other = run(threads);
+        let one = run(1, false);
+        for (threads, team) in [(2, true), (3, true), (2, false)] {
+            let other = run(threads, team);
             for (step, (a, b)) in one.iter().zip(&other).enumerate() {
                 assert_eq!(a.len(), b.len());
                 let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-                assert!(same, "{kv:?}, {threads} threads: step {step} logits differ");
+                assert!(
+                    same,
+                    "{kv:?}, {threads} threads, team {team}: step {step} differs"
+                );
             }
         }
+    }
+}
+
+/// Two sessions decoding at once in one 2-thread pool (each step a team broadcast that may
+/// start while the other's holds a thread) neither deadlock nor change each other's logits.
+#[test]
+fn concurrent_sessions_in_one_pool_decode_as_alone() {
+    let m = model();
+    let prompts = [
+        "The capital of France is",
+        "Once upon a time, in a small village,",
+    ];
+    let decode = |text: &str| -> Vec<Vec<f32>> {
+        let mut s = Session::new(m, 64);
+        let toks = m.tokenizer.encode(text, true).unwrap();
+        let mut logits = s.forward(&toks, 0).unwrap();
+        let mut steps = Vec::new();
+        for _ in 0..12 {
+            let next = argmax(&logits);
+            logits = s.forward(&[next], s.n_past()).unwrap();
+            steps.push(logits.clone());
+        }
+        steps
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let alone: Vec<_> = prompts.iter().map(|p| pool.install(|| decode(p))).collect();
+    let (a, b) = pool.install(|| rayon::join(|| decode(prompts[0]), || decode(prompts[1])));
+    for (i, (x, y)) in [(&alone[0], &a), (&alone[1], &b)].into_iter().enumerate() {
+        let same = x
+            .iter()
+            .flatten()
+            .zip(y.iter().flatten())
+            .all(|(p, q)| p.to_bits() == q.to_bits());
+        assert!(same, "session {i} decoded differently next to another");
     }
 }
 

@@ -329,6 +329,28 @@ impl<'t> Matrix<'t> {
         Ok(())
     }
 
+    /// `out[j] = W[r0 + j] · x` for the rows `r0..r0 + out.len()` and one activation vector,
+    /// in the calling thread: for callers that share a product among their own workers.
+    /// Each row's value is the same bits as [`Matrix::matvec`] gives it.
+    pub fn matvec_rows_in_thread(
+        &self,
+        act: &Activations,
+        r0: usize,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        if act.rows != 1 || r0 + out.len() > self.rows {
+            return Err(KernelError::Shape {
+                op: "matvec_rows",
+                expected: format!("one activation vector and rows within 0..{}", self.rows),
+                actual: format!("{} vectors, rows {r0}..{}", act.rows, r0 + out.len()),
+            });
+        }
+        self.check_act(act, self.rows, "matvec_rows")?;
+        let n = out.len();
+        self.tile_into(r0, n, act.row(0), 1, out, 1, 1);
+        Ok(())
+    }
+
     /// `out[j · row_stride + t · tok_stride] = W[r0 + j] · A_t` for `n_rows` weight rows and
     /// the `n_acts` activation rows in `acts` (`out` starts at the tile's first output).
     #[allow(clippy::too_many_arguments)]

@@ -182,8 +182,21 @@ pub fn rope_freqs(n_rot: usize, base: f32) -> Vec<f32> {
 /// Rotate every head of `x` (`n_heads × head_dim`, row-major) for position `pos`; only the
 /// first `2 · freqs.len()` dimensions of each head are rotated.
 pub fn rope(x: &mut [f32], head_dim: usize, freqs: &[f32], pos: usize, style: RopeStyle) {
-    let n_rot = 2 * freqs.len();
-    let sin_cos: Vec<(f32, f32)> = freqs.iter().map(|&f| (pos as f32 * f).sin_cos()).collect();
+    let mut sin_cos = Vec::new();
+    rope_angles(freqs, pos, &mut sin_cos);
+    rope_with(x, head_dim, &sin_cos, style);
+}
+
+/// The `(sin, cos)` of each pair's angle at `pos`, into `out` (reused): what [`rope_with`]
+/// takes, computed once per position rather than once per head.
+pub fn rope_angles(freqs: &[f32], pos: usize, out: &mut Vec<(f32, f32)>) {
+    out.clear();
+    out.extend(freqs.iter().map(|&f| (pos as f32 * f).sin_cos()));
+}
+
+/// As [`rope`], with the angles from [`rope_angles`].
+pub fn rope_with(x: &mut [f32], head_dim: usize, sin_cos: &[(f32, f32)], style: RopeStyle) {
+    let n_rot = 2 * sin_cos.len();
     for head in x.chunks_exact_mut(head_dim) {
         for (i, &(s, c)) in sin_cos.iter().enumerate() {
             let (a, b) = match style {

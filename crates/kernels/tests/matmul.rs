@@ -209,3 +209,33 @@ fn matmul_is_bit_identical_across_thread_counts() {
         }
     }
 }
+
+/// Any range of rows computed on its own gives the bits the whole matvec gives those rows;
+/// ranges past the matrix or several activation vectors are errors, not panics.
+#[test]
+fn matvec_rows_match_the_whole_matvec() {
+    for dtype in [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q6_K] {
+        let (rows, cols) = (75, 512);
+        let w = weights(dtype, rows, cols);
+        let m = Matrix::from_parts(dtype, rows, cols, &w).unwrap();
+        let mut act = Activations::new();
+        act.quantize(m.act_type(), &data(cols, 0.7), cols).unwrap();
+        let mut whole = vec![0.0f32; rows];
+        m.matvec(&act, &mut whole).unwrap();
+        for (r0, n) in [(0, 75), (0, 1), (3, 16), (17, 40), (74, 1), (60, 15)] {
+            let mut part = vec![f32::NAN; n];
+            m.matvec_rows_in_thread(&act, r0, &mut part).unwrap();
+            let same = part
+                .iter()
+                .zip(&whole[r0..r0 + n])
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{dtype} rows {r0}..{}", r0 + n);
+        }
+        let mut past = vec![0.0f32; 2];
+        assert!(m.matvec_rows_in_thread(&act, 74, &mut past).is_err());
+        let mut two = Activations::new();
+        two.quantize(m.act_type(), &data(2 * cols, 0.7), cols)
+            .unwrap();
+        assert!(m.matvec_rows_in_thread(&two, 0, &mut past).is_err());
+    }
+}

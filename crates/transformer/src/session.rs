@@ -16,6 +16,8 @@ use rayon::prelude::*;
 use crate::model::WeightRef;
 use crate::{Model, TransformerError};
 
+mod team;
+
 /// Longest micro-batch of one forward pass; longer inputs are split.
 pub const MAX_BATCH: usize = 128;
 
@@ -115,7 +117,9 @@ enum KvView<'a> {
     F32(&'a [f32], &'a [f32]),
 }
 
-/// Where one forward pass spent its time (filled only when profiling is on).
+/// Where one forward pass spent its time (filled only when profiling is on). For a decode
+/// step on the team (several threads), `matmul` and `attention` are the time thread 0 spent
+/// in its pieces of them, so waiting for the other threads counts as rest.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StepProfile {
     /// Tokens in the pass.
@@ -148,6 +152,9 @@ pub struct Session<'m> {
     s: Scratch,
     profiling: bool,
     profile: StepProfile,
+    /// Decode steps run on a [`team::Team`] when the pool has several threads.
+    use_team: bool,
+    team: Option<team::Team<'m>>,
 }
 
 /// Which logits a forward pass returns.
@@ -175,7 +182,17 @@ impl<'m> Session<'m> {
             s: Scratch::default(),
             profiling: false,
             profile: StepProfile::default(),
+            use_team: std::env::var_os("EDGEINFER_DECODE").is_none_or(|v| v != "fork-join"),
+            team: None,
         }
+    }
+
+    /// Whether single-token steps with several threads keep the pool together for the whole
+    /// pass (default; the environment variable `EDGEINFER_DECODE=fork-join` turns it off) or
+    /// fork and join it around each product. Both give the same logits, bit for bit.
+    pub fn with_decode_team(mut self, on: bool) -> Self {
+        self.use_team = on;
+        self
     }
 
     /// Set how matrix products are computed. [`Precision::ExactF32`] also switches the KV
@@ -326,6 +343,87 @@ impl<'m> Session<'m> {
         for (row, &tok) in s.x.chunks_exact_mut(d).zip(tokens) {
             emb.dequantize_row(tok as usize, row)?;
         }
+        let threads = rayon::current_num_threads();
+        if t_n == 1 && self.use_team && threads > 1 && self.precision == Precision::Quantized {
+            if self.team.as_ref().is_none_or(|t| t.threads() != threads) {
+                self.team = Some(team::Team::new(m, threads));
+            }
+            let team = self.team.as_ref().expect("just built");
+            let step = team::Step {
+                model: m,
+                kv: &self.kv,
+                pos,
+                freqs: &self.freqs,
+                profiling: self.profiling,
+            };
+            let (matmul, attention) = team.run(&step, &mut s.x)?;
+            team.append_kv(m, &self.freqs, pos, &mut self.kv);
+            clock.matmul = matmul;
+            clock.attention = attention;
+        } else {
+            self.layers(t_n, pos, &mut clock)?;
+        }
+        let s = &mut self.s;
+        self.n_past = pos + t_n;
+
+        let first = match which {
+            None => {
+                if self.profiling {
+                    self.profile = StepProfile {
+                        tokens: t_n,
+                        pos,
+                        total: started.elapsed(),
+                        matmul: clock.matmul,
+                        attention: clock.attention,
+                    };
+                }
+                return Ok(Vec::new());
+            }
+            Some(Logits::Last) => t_n - 1,
+            Some(Logits::All) => 0,
+            Some(Logits::From(start)) => start.min(t_n - 1),
+        };
+        let rows = t_n - first;
+        s.xn.resize(rows * d, 0.0);
+        for (xr, nr) in s.x[first * d..]
+            .chunks_exact(d)
+            .zip(s.xn.chunks_exact_mut(d))
+        {
+            ops::rmsnorm(xr, &m.output_norm, c.rms_eps, nr);
+        }
+        let mut logits = vec![0.0f32; rows * c.vocab_size];
+        clock.start();
+        project(
+            m,
+            self.precision,
+            &mut s.act,
+            &s.xn,
+            &mut [(&m.output, &mut logits)],
+        )?;
+        clock.stop(Part::Matmul);
+        if self.profiling {
+            self.profile = StepProfile {
+                tokens: t_n,
+                pos,
+                total: started.elapsed(),
+                matmul: clock.matmul,
+                attention: clock.attention,
+            };
+        }
+        Ok(logits)
+    }
+
+    /// Every layer for `t_n` tokens at `pos..`, forking the pool around each product.
+    fn layers(
+        &mut self,
+        t_n: usize,
+        pos: usize,
+        clock: &mut Clock,
+    ) -> Result<(), TransformerError> {
+        let m = self.model;
+        let c = &m.config;
+        let d = c.d_model;
+        let s = &mut self.s;
         for (li, layer) in m.layers.iter().enumerate() {
             // --- attention
             s.xn.resize(t_n * d, 0.0);
@@ -420,53 +518,7 @@ impl<'m> Session<'m> {
             clock.stop(Part::Matmul);
             s.x.iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
         }
-        self.n_past = pos + t_n;
-
-        let first = match which {
-            None => {
-                if self.profiling {
-                    self.profile = StepProfile {
-                        tokens: t_n,
-                        pos,
-                        total: started.elapsed(),
-                        matmul: clock.matmul,
-                        attention: clock.attention,
-                    };
-                }
-                return Ok(Vec::new());
-            }
-            Some(Logits::Last) => t_n - 1,
-            Some(Logits::All) => 0,
-            Some(Logits::From(start)) => start.min(t_n - 1),
-        };
-        let rows = t_n - first;
-        s.xn.resize(rows * d, 0.0);
-        for (xr, nr) in s.x[first * d..]
-            .chunks_exact(d)
-            .zip(s.xn.chunks_exact_mut(d))
-        {
-            ops::rmsnorm(xr, &m.output_norm, c.rms_eps, nr);
-        }
-        let mut logits = vec![0.0f32; rows * c.vocab_size];
-        clock.start();
-        project(
-            m,
-            self.precision,
-            &mut s.act,
-            &s.xn,
-            &mut [(&m.output, &mut logits)],
-        )?;
-        clock.stop(Part::Matmul);
-        if self.profiling {
-            self.profile = StepProfile {
-                tokens: t_n,
-                pos,
-                total: started.elapsed(),
-                matmul: clock.matmul,
-                attention: clock.attention,
-            };
-        }
-        Ok(logits)
+        Ok(())
     }
 }
 
@@ -552,35 +604,71 @@ fn attention(m: &Model, q: &[f32], kv: KvView<'_>, pos: usize, out: &mut [f32]) 
     let (hd, n_heads, kv_dim) = (c.head_dim, c.n_heads, c.kv_dim());
     let group = n_heads / c.n_kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
-    let one = |(idx, o): (usize, &mut [f32])| {
+    let one = |scores: &mut Vec<f32>, (idx, o): (usize, &mut [f32])| {
         let (t, h) = (idx / n_heads, idx % n_heads);
-        let p = pos + t;
-        let qh = &q[t * n_heads * hd + h * hd..][..hd];
-        let kv_off = (h / group) * hd;
-        let at = |s: usize| s * kv_dim + kv_off..s * kv_dim + kv_off + hd;
-        let mut scores: Vec<f32> = match kv {
-            KvView::F16(k, _) => (0..=p)
-                .map(|s| ops::dot_f16(qh, &k[at(s)]) * scale)
-                .collect(),
-            KvView::F32(k, _) => (0..=p).map(|s| ops::dot(qh, &k[at(s)]) * scale).collect(),
+        let head = HeadKv {
+            cache: kv,
+            n_cached: pos + t + 1,
+            stride: kv_dim,
+            offset: (h / group) * hd,
+            current: None,
         };
-        ops::softmax(&mut scores);
-        o.fill(0.0);
-        match kv {
-            KvView::F16(_, v) => scores
-                .iter()
-                .enumerate()
-                .for_each(|(s, &w)| ops::axpy_f16(w, &v[at(s)], o)),
-            KvView::F32(_, v) => scores
-                .iter()
-                .enumerate()
-                .for_each(|(s, &w)| ops::axpy(w, &v[at(s)], o)),
-        }
+        attend_head(
+            &q[t * n_heads * hd + h * hd..][..hd],
+            &head,
+            scale,
+            scores,
+            o,
+        );
     };
     let work = out.len() / hd * (pos + out.len() / (n_heads * hd));
     if work * hd < 64 * 1024 || rayon::current_num_threads() == 1 {
-        out.chunks_exact_mut(hd).enumerate().for_each(one);
+        let mut scores = Vec::new();
+        out.chunks_exact_mut(hd)
+            .enumerate()
+            .for_each(|item| one(&mut scores, item));
     } else {
-        out.par_chunks_exact_mut(hd).enumerate().for_each(one);
+        out.par_chunks_exact_mut(hd)
+            .enumerate()
+            .for_each_init(Vec::new, one);
+    }
+}
+
+/// What one query head attends over: `n_cached` positions of its K/V head in the cache (rows
+/// of `stride` values, the head's at `offset`), then, if given, the current position's key
+/// and value (one head each) held outside the cache.
+struct HeadKv<'a> {
+    cache: KvView<'a>,
+    n_cached: usize,
+    stride: usize,
+    offset: usize,
+    current: Option<KvView<'a>>,
+}
+
+/// Softmax-weighted sum of the values for one query head (`scores` is scratch, reused).
+fn attend_head(qh: &[f32], kv: &HeadKv<'_>, scale: f32, scores: &mut Vec<f32>, o: &mut [f32]) {
+    let hd = qh.len();
+    let at = |s: usize| s * kv.stride + kv.offset..s * kv.stride + kv.offset + hd;
+    let n = kv.n_cached;
+    scores.clear();
+    match kv.cache {
+        KvView::F16(k, _) => scores.extend((0..n).map(|s| ops::dot_f16(qh, &k[at(s)]) * scale)),
+        KvView::F32(k, _) => scores.extend((0..n).map(|s| ops::dot(qh, &k[at(s)]) * scale)),
+    }
+    match kv.current {
+        Some(KvView::F16(k, _)) => scores.push(ops::dot_f16(qh, k) * scale),
+        Some(KvView::F32(k, _)) => scores.push(ops::dot(qh, k) * scale),
+        None => {}
+    }
+    ops::softmax(scores);
+    o.fill(0.0);
+    match kv.cache {
+        KvView::F16(_, v) => (0..n).for_each(|s| ops::axpy_f16(scores[s], &v[at(s)], o)),
+        KvView::F32(_, v) => (0..n).for_each(|s| ops::axpy(scores[s], &v[at(s)], o)),
+    }
+    match kv.current {
+        Some(KvView::F16(_, v)) => ops::axpy_f16(scores[n], v, o),
+        Some(KvView::F32(_, v)) => ops::axpy(scores[n], v, o),
+        None => {}
     }
 }

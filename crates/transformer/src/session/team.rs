@@ -1,0 +1,504 @@
+//! One decode step with the pool's threads kept together for the whole pass.
+//!
+//! The rayon path forks and joins the pool around each of a layer's four products (about 120
+//! times per token for SmolLM2-135M), and a joined worker that has gone idle must be woken for
+//! the next one; between products the other threads wait while one computes norms, RoPE and
+//! attention. Here a step is one `rayon::broadcast`: every thread of the pool walks the same
+//! list of phases (per layer: Q/K/V rows, attention heads, output projection rows, gate/up rows
+//! with SwiGLU, down projection rows), takes pieces of each phase from a shared counter —
+//! large pieces first, smaller ones towards the end, so a thread running slower or starting
+//! late simply takes fewer — and spins only until the phase's last piece is done. The small
+//! serial steps (RMSNorm, quantizing a phase's input) are done by every thread that takes part
+//! in the phase, from the phase's shared input, rather than by one while the others wait.
+//!
+//! Vectors shared between threads are `AtomicU32`s holding f32 bits, written and read with
+//! relaxed operations (plain moves on x86-64 and aarch64). Each element is written by exactly
+//! one piece. A phase's results are read only after its completion counter (release on each
+//! piece, acquire by the reader) has reached the phase's size, and only by a thread that holds
+//! an unfinished piece of a later phase — which keeps every phase after that one from starting
+//! and overwriting them. Every value is computed by the same operations in the same order as
+//! in the rayon path, so the logits are the same bits (tested end to end).
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use edgeinfer_kernels::ops::{self, RopeStyle};
+use edgeinfer_kernels::{Activations, DType, KernelError, Matrix};
+
+use super::{attend_head, HeadKv, KvCache, KvView};
+use crate::{Model, TransformerError};
+
+/// f32 values shared between the team's threads.
+struct Shared(Vec<AtomicU32>);
+
+impl Shared {
+    fn new(n: usize) -> Self {
+        Shared((0..n).map(|_| AtomicU32::new(0)).collect())
+    }
+    fn store(&self, at: usize, x: &[f32]) {
+        for (a, v) in self.0[at..at + x.len()].iter().zip(x) {
+            a.store(v.to_bits(), Ordering::Relaxed);
+        }
+    }
+    fn load(&self, range: Range<usize>, out: &mut Vec<f32>) {
+        out.clear();
+        out.extend(
+            self.0[range]
+                .iter()
+                .map(|a| f32::from_bits(a.load(Ordering::Relaxed))),
+        );
+    }
+    /// `self[at + i] += x[i]`, by the piece that owns those elements.
+    fn add(&self, at: usize, x: &[f32]) {
+        for (a, v) in self.0[at..at + x.len()].iter().zip(x) {
+            let sum = f32::from_bits(a.load(Ordering::Relaxed)) + v;
+            a.store(sum.to_bits(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// A phase's piece counter and completion counter, on a line of their own.
+#[repr(align(128))]
+#[derive(Default)]
+struct Counter {
+    next: AtomicUsize,
+    done: AtomicUsize,
+}
+
+impl Counter {
+    /// The next piece of a phase of `total` items: a `threads`-th of half the remainder, at
+    /// least `min` items.
+    fn claim(&self, total: usize, threads: usize, min: usize) -> Option<Range<usize>> {
+        let mut cur = self.next.load(Ordering::Relaxed);
+        loop {
+            if cur >= total {
+                return None;
+            }
+            let n = ((total - cur) / (2 * threads)).max(min).min(total - cur);
+            match self.next.compare_exchange_weak(
+                cur,
+                cur + n,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(cur..cur + n),
+                Err(now) => cur = now,
+            }
+        }
+    }
+    fn finish(&self, n: usize) {
+        self.done.fetch_add(n, Ordering::Release);
+    }
+    /// Spin (then yield) until all `total` items are done.
+    fn wait(&self, total: usize) {
+        let mut spins = 0u32;
+        while self.done.load(Ordering::Acquire) < total {
+            if spins < 4096 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Qkv,
+    Attention,
+    Output,
+    GateUp,
+    Down,
+}
+
+const PHASES: [Phase; 5] = [
+    Phase::Qkv,
+    Phase::Attention,
+    Phase::Output,
+    Phase::GateUp,
+    Phase::Down,
+];
+
+/// Smallest piece of a product, in rows.
+const MIN_ROWS: usize = 16;
+
+struct LayerMats<'m> {
+    q: Matrix<'m>,
+    k: Matrix<'m>,
+    v: Matrix<'m>,
+    o: Matrix<'m>,
+    gate: Matrix<'m>,
+    up: Matrix<'m>,
+    down: Matrix<'m>,
+}
+
+/// One thread's buffers (reused across steps).
+#[derive(Default)]
+struct Private {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    acts: Vec<(DType, Activations)>,
+    out: Vec<f32>,
+    out2: Vec<f32>,
+    sin_cos: Vec<(f32, f32)>,
+    qh: Vec<f32>,
+    kh: Vec<f32>,
+    vh: Vec<f32>,
+    k16: Vec<u16>,
+    v16: Vec<u16>,
+    scores: Vec<f32>,
+    oh: Vec<f32>,
+    matmul: Duration,
+    attention: Duration,
+}
+
+impl Private {
+    /// Quantize `self.xn` once for each activation type the matrices take.
+    fn quantize_for(&mut self, mats: &[&Matrix<'_>]) -> Result<(), KernelError> {
+        let mut used = 0;
+        for m in mats {
+            let t = m.act_type();
+            if self.acts[..used].iter().any(|(d, _)| *d == t) {
+                continue;
+            }
+            if used == self.acts.len() {
+                self.acts.push((t, Activations::new()));
+            }
+            self.acts[used].0 = t;
+            self.acts[used]
+                .1
+                .quantize_in_thread(t, &self.xn, m.cols())?;
+            used += 1;
+        }
+        self.acts.truncate(used);
+        Ok(())
+    }
+}
+
+/// The input quantized to `t` by [`Private::quantize_for`].
+fn act_of(acts: &[(DType, Activations)], t: DType) -> Result<&Activations, KernelError> {
+    acts.iter()
+        .find(|(d, _)| *d == t)
+        .map(|(_, a)| a)
+        .ok_or(KernelError::Unsupported {
+            dtype: t,
+            op: "team product without its quantized input",
+        })
+}
+
+/// The team's shared state for one session.
+pub(super) struct Team<'m> {
+    threads: usize,
+    mats: Vec<LayerMats<'m>>,
+    counters: Vec<Counter>,
+    x: Shared,
+    q: Shared,
+    /// Every layer's key and value rows of this step (before bias and RoPE), `[layer][kv_dim]`.
+    k: Shared,
+    v: Shared,
+    att: Shared,
+    ffn: Shared,
+    private: Vec<Mutex<Private>>,
+}
+
+/// What a step needs from the session besides the team.
+pub(super) struct Step<'a> {
+    pub model: &'a Model,
+    pub kv: &'a KvCache,
+    pub pos: usize,
+    pub freqs: &'a [f32],
+    pub profiling: bool,
+}
+
+impl<'m> Team<'m> {
+    pub fn new(model: &'m Model, threads: usize) -> Self {
+        let c = &model.config;
+        let mats = model
+            .layers
+            .iter()
+            .map(|l| LayerMats {
+                q: model.matrix(&l.wq),
+                k: model.matrix(&l.wk),
+                v: model.matrix(&l.wv),
+                o: model.matrix(&l.wo),
+                gate: model.matrix(&l.w_gate),
+                up: model.matrix(&l.w_up),
+                down: model.matrix(&l.w_down),
+            })
+            .collect();
+        Team {
+            threads,
+            mats,
+            counters: (0..c.n_layers * PHASES.len())
+                .map(|_| Counter::default())
+                .collect(),
+            x: Shared::new(c.d_model),
+            q: Shared::new(c.q_dim()),
+            k: Shared::new(c.n_layers * c.kv_dim()),
+            v: Shared::new(c.n_layers * c.kv_dim()),
+            att: Shared::new(c.q_dim()),
+            ffn: Shared::new(c.d_ff),
+            private: (0..threads).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Run every layer for the token whose embedding is `x` (updated in place to the last
+    /// layer's output). Returns the time thread 0 spent in products and in attention (when
+    /// profiling). The step's keys and values are not in the cache yet: see
+    /// [`Team::append_kv`].
+    pub fn run(
+        &self,
+        step: &Step<'_>,
+        x: &mut [f32],
+    ) -> Result<(Duration, Duration), TransformerError> {
+        for c in &self.counters {
+            c.next.store(0, Ordering::Relaxed);
+            c.done.store(0, Ordering::Relaxed);
+        }
+        self.x.store(0, x);
+        let results = rayon::broadcast(|ctx| self.work(step, ctx.index()));
+        for r in results {
+            r?;
+        }
+        let mut buf = Vec::with_capacity(x.len());
+        self.x.load(0..x.len(), &mut buf);
+        x.copy_from_slice(&buf);
+        let p = self.private[0].lock().expect("team scratch");
+        Ok((p.matmul, p.attention))
+    }
+
+    /// Append the last step's keys and values to `kv` as the rayon path does: plus bias, keys
+    /// rotated for position `pos`.
+    pub fn append_kv(&self, m: &Model, freqs: &[f32], pos: usize, kv: &mut KvCache) {
+        let c = &m.config;
+        let kvd = c.kv_dim();
+        let mut sin_cos = Vec::new();
+        ops::rope_angles(freqs, pos, &mut sin_cos);
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        for (li, layer) in m.layers.iter().enumerate() {
+            self.k.load(li * kvd..(li + 1) * kvd, &mut k);
+            self.v.load(li * kvd..(li + 1) * kvd, &mut v);
+            add_bias(&mut k, layer.bk.as_deref());
+            add_bias(&mut v, layer.bv.as_deref());
+            ops::rope_with(&mut k, c.head_dim, &sin_cos, c.rope_style);
+            kv.append(li, &k, &v);
+        }
+    }
+
+    /// One thread's walk through the phases.
+    fn work(&self, step: &Step<'_>, index: usize) -> Result<(), TransformerError> {
+        let mut guard = self.private[index].lock().expect("team scratch");
+        let p = &mut *guard;
+        p.matmul = Duration::ZERO;
+        p.attention = Duration::ZERO;
+        let c = &step.model.config;
+        ops::rope_angles(step.freqs, step.pos, &mut p.sin_cos);
+        let mut first_error = None;
+        for li in 0..c.n_layers {
+            for (pi, &phase) in PHASES.iter().enumerate() {
+                let counter = &self.counters[li * PHASES.len() + pi];
+                let (total, min) = match phase {
+                    Phase::Qkv => (c.q_dim() + 2 * c.kv_dim(), MIN_ROWS),
+                    Phase::Attention => (c.n_heads, 1),
+                    Phase::Output | Phase::Down => (c.d_model, MIN_ROWS),
+                    Phase::GateUp => (c.d_ff, MIN_ROWS),
+                };
+                let mut prepared = false;
+                while let Some(r) = counter.claim(total, self.threads, min) {
+                    let n = r.len();
+                    let t = step.profiling.then(Instant::now);
+                    let res = if prepared {
+                        Ok(())
+                    } else {
+                        self.prepare(step, li, phase, p)
+                    }
+                    .and_then(|()| {
+                        prepared = true;
+                        self.piece(step, li, phase, r, p)
+                    });
+                    counter.finish(n);
+                    if let Some(t) = t {
+                        match phase {
+                            Phase::Attention => p.attention += t.elapsed(),
+                            _ => p.matmul += t.elapsed(),
+                        }
+                    }
+                    if let Err(e) = res {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                counter.wait(total);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// A thread's set-up for the pieces it takes of a phase: its copy of the phase's input.
+    fn prepare(
+        &self,
+        step: &Step<'_>,
+        li: usize,
+        phase: Phase,
+        p: &mut Private,
+    ) -> Result<(), TransformerError> {
+        let m = step.model;
+        let c = &m.config;
+        let (layer, w) = (&m.layers[li], &self.mats[li]);
+        match phase {
+            Phase::Qkv | Phase::GateUp => {
+                self.x.load(0..c.d_model, &mut p.x);
+                let norm = match phase {
+                    Phase::Qkv => &layer.attn_norm,
+                    _ => &layer.ffn_norm,
+                };
+                p.xn.resize(c.d_model, 0.0);
+                ops::rmsnorm(&p.x, norm, c.rms_eps, &mut p.xn);
+                match phase {
+                    Phase::Qkv => p.quantize_for(&[&w.q, &w.k, &w.v])?,
+                    _ => p.quantize_for(&[&w.gate, &w.up])?,
+                }
+            }
+            Phase::Output => {
+                self.att.load(0..c.q_dim(), &mut p.xn);
+                p.quantize_for(&[&w.o])?;
+            }
+            Phase::Down => {
+                self.ffn.load(0..c.d_ff, &mut p.xn);
+                p.quantize_for(&[&w.down])?;
+            }
+            Phase::Attention => {}
+        }
+        Ok(())
+    }
+
+    /// Items `r` of a phase: rows of its products, or query heads.
+    fn piece(
+        &self,
+        step: &Step<'_>,
+        li: usize,
+        phase: Phase,
+        r: Range<usize>,
+        p: &mut Private,
+    ) -> Result<(), TransformerError> {
+        let c = &step.model.config;
+        let w = &self.mats[li];
+        let kvd = c.kv_dim();
+        match phase {
+            Phase::Qkv => {
+                let parts = [
+                    (&w.q, 0, &self.q, 0),
+                    (&w.k, c.q_dim(), &self.k, li * kvd),
+                    (&w.v, c.q_dim() + kvd, &self.v, li * kvd),
+                ];
+                for (mat, start, dst, at) in parts {
+                    let lo = r.start.max(start);
+                    let hi = r.end.min(start + mat.rows());
+                    if lo < hi {
+                        p.out.resize(hi - lo, 0.0);
+                        mat.matvec_rows_in_thread(
+                            act_of(&p.acts, mat.act_type())?,
+                            lo - start,
+                            &mut p.out,
+                        )?;
+                        dst.store(at + lo - start, &p.out);
+                    }
+                }
+            }
+            Phase::Output | Phase::Down => {
+                let mat = if phase == Phase::Output {
+                    &w.o
+                } else {
+                    &w.down
+                };
+                p.out.resize(r.len(), 0.0);
+                mat.matvec_rows_in_thread(act_of(&p.acts, mat.act_type())?, r.start, &mut p.out)?;
+                self.x.add(r.start, &p.out);
+            }
+            Phase::GateUp => {
+                p.out.resize(r.len(), 0.0);
+                p.out2.resize(r.len(), 0.0);
+                w.gate.matvec_rows_in_thread(
+                    act_of(&p.acts, w.gate.act_type())?,
+                    r.start,
+                    &mut p.out,
+                )?;
+                w.up.matvec_rows_in_thread(
+                    act_of(&p.acts, w.up.act_type())?,
+                    r.start,
+                    &mut p.out2,
+                )?;
+                ops::swiglu(&mut p.out, &p.out2);
+                self.ffn.store(r.start, &p.out);
+            }
+            Phase::Attention => {
+                for h in r {
+                    self.head(step, li, h, p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Query head `h` of layer `li` over the cached positions and this step's key and value.
+    fn head(&self, step: &Step<'_>, li: usize, h: usize, p: &mut Private) {
+        let m = step.model;
+        let c = &m.config;
+        let layer = &m.layers[li];
+        let (hd, kvd) = (c.head_dim, c.kv_dim());
+        let g = h / (c.n_heads / c.n_kv_heads);
+        let style: RopeStyle = c.rope_style;
+        self.q.load(h * hd..(h + 1) * hd, &mut p.qh);
+        add_bias(
+            &mut p.qh,
+            layer.bq.as_deref().map(|b| &b[h * hd..(h + 1) * hd]),
+        );
+        ops::rope_with(&mut p.qh, hd, &p.sin_cos, style);
+        let kv_head = li * kvd + g * hd..li * kvd + (g + 1) * hd;
+        self.k.load(kv_head.clone(), &mut p.kh);
+        self.v.load(kv_head, &mut p.vh);
+        add_bias(
+            &mut p.kh,
+            layer.bk.as_deref().map(|b| &b[g * hd..(g + 1) * hd]),
+        );
+        add_bias(
+            &mut p.vh,
+            layer.bv.as_deref().map(|b| &b[g * hd..(g + 1) * hd]),
+        );
+        ops::rope_with(&mut p.kh, hd, &p.sin_cos, style);
+        let cache = step.kv.layer(li);
+        let current = match cache {
+            KvView::F16(..) => {
+                p.k16.clear();
+                p.v16.clear();
+                ops::extend_f16(&mut p.k16, &p.kh);
+                ops::extend_f16(&mut p.v16, &p.vh);
+                KvView::F16(&p.k16, &p.v16)
+            }
+            KvView::F32(..) => KvView::F32(&p.kh, &p.vh),
+        };
+        let kv = HeadKv {
+            cache,
+            n_cached: step.pos,
+            stride: kvd,
+            offset: g * hd,
+            current: Some(current),
+        };
+        p.oh.resize(hd, 0.0);
+        let scale = 1.0 / (hd as f32).sqrt();
+        attend_head(&p.qh, &kv, scale, &mut p.scores, &mut p.oh);
+        self.att.store(h * hd, &p.oh);
+    }
+}
+
+fn add_bias(x: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(b) = bias {
+        x.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+    }
+}
