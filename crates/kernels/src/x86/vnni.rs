@@ -295,6 +295,8 @@ struct ActBlocks {
     d: [f32; MAX_BLOCKS],
     corr: [i32; MAX_BLOCKS],
     s: [f32; MAX_BLOCKS],
+    /// Q8_1 only: `[d_a, s_a]` per block, interleaved as Q4_1 stores its `[d_w, m_w]`.
+    ds: [f32; 2 * MAX_BLOCKS],
 }
 
 impl ActBlocks {
@@ -311,6 +313,8 @@ impl ActBlocks {
                 }
                 if F::MIN {
                     b.s[i] = f16_load(yb.add(2));
+                    b.ds[2 * i] = b.d[i];
+                    b.ds[2 * i + 1] = b.s[i];
                 }
             }
         }
@@ -338,6 +342,7 @@ unsafe fn singles<F: Format>(
                 d: [0.0; MAX_BLOCKS],
                 corr: [0; MAX_BLOCKS],
                 s: [0.0; MAX_BLOCKS],
+                ds: [0.0; 2 * MAX_BLOCKS],
             };
             b.fill::<F>(nb, a.add(t * g.arb));
             *ab = Some(b);
@@ -393,6 +398,28 @@ unsafe fn dot<F: Format>(nb: usize, x: *const u8, y: *const u8, ab: &ActBlocks) 
             }};
         }
         let mut i = 0;
+        if F::MIN {
+            // Q4_1: the four blocks' (d_w, m_w) pairs are one 32-bit load each and one f16
+            // conversion; lanes 2j and 2j + 1 of `acc8` carry `acc` and `ext` of residue j
+            // (ext as `fma(m_w·s_a, 1, ext)`, which rounds as `ext + m_w·s_a`).
+            let mut acc8 = _mm256_setzero_ps();
+            let ones = _mm_set1_ps(1.0);
+            while i + 4 <= nb {
+                let xb = x.add(i * F::W);
+                let (p0, p1) = (part!(i, 0, 4), part!(i, 1, 4));
+                let (p2, p3) = (part!(i, 2, 4), part!(i, 3, 4));
+                let sf = _mm_cvtepi32_ps(hsum4_epi32(p0, p1, p2, p3));
+                let dm = |k: usize| (xb.add(k * F::W) as *const i32).read_unaligned();
+                let wdm = _mm256_cvtph_ps(_mm_setr_epi32(dm(0), dm(1), dm(2), dm(3)));
+                let v = _mm256_mul_ps(wdm, _mm256_loadu_ps(ab.ds.as_ptr().add(2 * i)));
+                let t = _mm256_set_m128(_mm_unpackhi_ps(sf, ones), _mm_unpacklo_ps(sf, ones));
+                acc8 = _mm256_fmadd_ps(v, t, acc8);
+                i += 4;
+            }
+            let split = _mm256_permutevar8x32_ps(acc8, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+            acc = _mm256_castps256_ps128(split);
+            ext = _mm256_extractf128_ps::<1>(split);
+        }
         while i + 4 <= nb {
             group!(i, 4);
             i += 4;
