@@ -789,13 +789,21 @@ fn prefetch_ahead(p: *const u8) {
     unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES) as *const i8) }
 }
 
+/// How far ahead the single-vector kernels prefetch their weight rows: a decode step streams
+/// ~100 MB with one row stream per thread, and 4 KiB ahead beat 2 KiB in paired decode runs
+/// (1 thread 7 of 9, medians +6 %; 2 threads +6 %).
+const ROW_PREFETCH_BYTES: usize = 4096;
+
 /// Prefetch a whole weight row ahead before the single-vector kernel walks it: the hardware
 /// prefetcher stops at every 4 KiB page of the mapped file.
 #[inline(always)]
 fn prefetch_row(row: *const u8, bytes: usize) {
     let mut off = 0;
     while off < bytes {
-        prefetch_ahead(row.wrapping_add(off));
+        let p = row.wrapping_add(off + ROW_PREFETCH_BYTES);
+        // SAFETY: a prefetch is a hint: it never faults, whatever the address, and reads
+        // nothing into the program's state. `wrapping_add` keeps the arithmetic defined.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
         off += 64;
     }
 }
