@@ -189,7 +189,10 @@ impl<'m> Session<'m> {
 
     /// Whether single-token steps with several threads keep the pool together for the whole
     /// pass (default; the environment variable `EDGEINFER_DECODE=fork-join` turns it off) or
-    /// fork and join it around each product. Both give the same logits, bit for bit.
+    /// fork and join it around each product. Both give the same logits, bit for bit. A team
+    /// step is a `rayon::broadcast`, so it returns only after every thread of the pool has run
+    /// its part (taking whatever pieces are left, possibly none): in a pool whose threads may
+    /// block outside rayon (on a channel, say), turn the team off.
     pub fn with_decode_team(mut self, on: bool) -> Self {
         self.use_team = on;
         self
