@@ -372,13 +372,7 @@ impl<'m> Session<'m> {
         let first = match which {
             None => {
                 if self.profiling {
-                    self.profile = StepProfile {
-                        tokens: t_n,
-                        pos,
-                        total: started.elapsed(),
-                        matmul: clock.matmul,
-                        attention: clock.attention,
-                    };
+                    self.profile = clock.profile(t_n, pos, started);
                 }
                 return Ok(Vec::new());
             }
@@ -405,13 +399,7 @@ impl<'m> Session<'m> {
         )?;
         clock.stop(Part::Matmul);
         if self.profiling {
-            self.profile = StepProfile {
-                tokens: t_n,
-                pos,
-                total: started.elapsed(),
-                matmul: clock.matmul,
-                attention: clock.attention,
-            };
+            self.profile = clock.profile(t_n, pos, started);
         }
         Ok(logits)
     }
@@ -550,6 +538,16 @@ impl Clock {
     fn start(&mut self) {
         if self.on {
             self.t = Some(Instant::now());
+        }
+    }
+    /// The split of a pass of `tokens` at `pos` that began at `started`.
+    fn profile(&self, tokens: usize, pos: usize, started: Instant) -> StepProfile {
+        StepProfile {
+            tokens,
+            pos,
+            total: started.elapsed(),
+            matmul: self.matmul,
+            attention: self.attention,
         }
     }
     fn stop(&mut self, part: Part) {
