@@ -338,11 +338,12 @@ impl<'t> Matrix<'t> {
         r0: usize,
         out: &mut [f32],
     ) -> Result<(), KernelError> {
-        if act.rows != 1 || r0 + out.len() > self.rows {
+        let end = r0.checked_add(out.len());
+        if act.rows != 1 || end.is_none_or(|e| e > self.rows) {
             return Err(KernelError::Shape {
                 op: "matvec_rows",
                 expected: format!("one activation vector and rows within 0..{}", self.rows),
-                actual: format!("{} vectors, rows {r0}..{}", act.rows, r0 + out.len()),
+                actual: format!("{} vectors, {} rows from row {r0}", act.rows, out.len()),
             });
         }
         self.check_act(act, self.rows, "matvec_rows")?;

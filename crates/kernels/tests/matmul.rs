@@ -233,6 +233,9 @@ fn matvec_rows_match_the_whole_matvec() {
         }
         let mut past = vec![0.0f32; 2];
         assert!(m.matvec_rows_in_thread(&act, 74, &mut past).is_err());
+        assert!(m
+            .matvec_rows_in_thread(&act, usize::MAX, &mut past)
+            .is_err());
         let mut two = Activations::new();
         two.quantize(m.act_type(), &data(2 * cols, 0.7), cols)
             .unwrap();
