@@ -1,5 +1,5 @@
 //! Shared helpers of the end-to-end tests: the real model (fetched, never skipped) and the
-//! reference outputs in `../shared/reference/`.
+//! reference outputs in `fixtures/reference/`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -28,20 +28,12 @@ pub fn default_model() -> PathBuf {
     path
 }
 
-/// A file of `../shared/reference/` (next to the checkout), parsed as JSON.
+/// A reference file of `fixtures/reference/` (inside the repository; its README says where each
+/// came from), parsed as JSON. Nothing outside the checkout is read.
 pub fn reference(name: &str) -> serde_json::Value {
-    let candidates = [
-        std::env::var_os("EDGEINFER_REFERENCE").map(PathBuf::from),
-        Some(root().join("../shared/reference")),
-        Some(root().join("fixtures/reference")),
-    ];
-    for dir in candidates.into_iter().flatten() {
-        let p = dir.join(name);
-        if let Ok(text) = std::fs::read_to_string(&p) {
-            return serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        }
-    }
-    panic!("reference file {name} not found in ../shared/reference or fixtures/reference");
+    let p = root().join("fixtures/reference").join(name);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 /// The body of *Botchan* (fetched by `scripts/fetch-botchan.sh`, checksum-verified).

@@ -1,5 +1,5 @@
 //! Perplexity of SmolLM2 Q4_1 on *Botchan* against llama.cpp's figure for the same file and
-//! method (ctx 512, first 10 windows: 31.68; ../shared/DATA.md).
+//! method (ctx 512, first 10 windows; `fixtures/reference/smollm2-llamacpp.json`).
 
 use edgeinfer_transformer::{perplexity, Model, Session};
 
@@ -10,17 +10,21 @@ fn botchan_perplexity_matches_llama_cpp() {
         .tokenizer
         .encode(&edgeinfer_e2e::botchan(), true)
         .unwrap();
+    let want = edgeinfer_e2e::reference("smollm2-llamacpp.json")
+        ["perplexity_botchan_body_ctx512_first10"]
+        .as_f64()
+        .expect("perplexity_botchan_body_ctx512_first10");
     let mut s = Session::new(&model, 512);
     let r = perplexity(&mut s, &tokens, 512, Some(10), |_, _| {}).unwrap();
     eprintln!(
-        "botchan ppl (10 x 512) = {:.4} ± {:.4}; llama.cpp 31.68",
+        "botchan ppl (10 x 512) = {:.4} ± {:.4}; llama.cpp {want}",
         r.ppl, r.ppl_err
     );
     assert_eq!(r.per_chunk.len(), 10);
     assert_eq!(r.scored, 10 * 255);
     assert!(
-        (r.ppl - 31.68).abs() / 31.68 < 0.02,
-        "perplexity {} vs llama.cpp 31.68",
+        (r.ppl - want).abs() / want < 0.02,
+        "perplexity {} vs llama.cpp {want}",
         r.ppl
     );
 }

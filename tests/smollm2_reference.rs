@@ -1,4 +1,4 @@
-//! SmolLM2-135M-Instruct Q4_1 against the trusted reference outputs (../shared/reference/):
+//! SmolLM2-135M-Instruct Q4_1 against the trusted reference outputs (fixtures/reference/):
 //! tokenization, exact-f32 greedy ids and logits, and the default quantized path checked
 //! teacher-forced with the tolerances the reference README gives.
 
