@@ -15,7 +15,8 @@ use serde_json::json;
 /// Options shared by the commands that load a model.
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// GGUF model (default: models/SmolLM2-135M-Instruct.Q4_1.gguf, fetched if absent).
+    /// GGUF model file, or a known model name fetched if absent: smollm2 (the default),
+    /// qwen2.5-coder-0.5b, gemma3-270m.
     #[arg(short, long)]
     pub model: Option<PathBuf>,
     /// Worker threads (default: all cores).
