@@ -4,7 +4,7 @@
 //! `cargo bench -p edgeinfer-kernels --bench matvec` (EDGEINFER_BENCH_QUICK=1 for a short run).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use edgeinfer_kernels::{format, quantize_to_vec, Activations, DType, Format, Matrix, VecDot};
+use edgeinfer_kernels::{format, quantize_to_vec, Activations, DType, Kernels, Matrix};
 
 /// (rows, cols) = (out, in)
 const SHAPES: &[(usize, usize)] = &[
@@ -42,19 +42,12 @@ fn weights(dtype: DType, rows: usize, cols: usize) -> Vec<u8> {
         .collect()
 }
 
-fn scalar_matvec(
-    f: &Format,
-    dot: VecDot,
-    w: &[u8],
-    rows: usize,
-    cols: usize,
-    act: &[u8],
-    out: &mut [f32],
-) {
-    let rb = f.dtype.bytes_for(cols).unwrap();
-    for (r, o) in out.iter_mut().enumerate().take(rows) {
-        *o = dot(cols, &w[r * rb..(r + 1) * rb], act);
-    }
+/// The scalar reference, row by row (the scalar level has no tiles: its `tile` is the loop of
+/// dots).
+fn scalar_matvec(dtype: DType, w: &[u8], rows: usize, cols: usize, act: &[u8], out: &mut [f32]) {
+    Kernels::scalar()
+        .tile(dtype, cols, w, rows, act, 1, out, 1, 1)
+        .unwrap();
 }
 
 fn bench_matvec(c: &mut Criterion) {
@@ -92,9 +85,8 @@ fn bench_matvec(c: &mut Criterion) {
             // The scalar reference, one thread (small shapes only: it is slow).
             if rows * cols <= 1536 * 576 {
                 let act_bytes = quantize_to_vec(f.vec_dot_type, &x).unwrap();
-                let dot = f.vec_dot_generic.unwrap();
                 g.bench_with_input(BenchmarkId::new("scalar-t1", &shape), &(), |b, _| {
-                    b.iter(|| scalar_matvec(f, dot, &w, rows, cols, &act_bytes, &mut out))
+                    b.iter(|| scalar_matvec(dtype, &w, rows, cols, &act_bytes, &mut out))
                 });
             }
         }

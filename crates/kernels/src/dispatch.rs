@@ -1,16 +1,19 @@
-//! The one table of quant formats, and the runtime choice of kernels.
+//! The table of quant formats (ISA-independent facts) and the kernel tables (one per level).
 //!
-//! [`format`] gives, per [`DType`], the scalar `to_f32`/`from_f32`, the activation type its dot
-//! product takes (`vec_dot_type`, as ggml pairs them), and the dot kernels: the scalar
-//! reference and, where written, an AVX2 version and an AVX-VNNI tile. [`kernels`] decides once
-//! per process which to use: AVX-VNNI tiles when the CPU has avxvnni, AVX2 when it has
-//! avx2+fma+f16c; `EDGEINFER_KERNELS=avx2` or `=scalar` caps the level.
+//! [`format`] gives, per [`DType`], the scalar `to_f32`/`from_f32` and the activation type its
+//! dot product takes (`vec_dot_type`, as ggml pairs them). The kernels live in [`Kernels`]
+//! tables, one per [`Level`]: a table starts as the scalar one (`generic::table`) and each tier
+//! the level includes overwrites, once, the slots it implements (`arch::*::plug_*`). A table is
+//! only ever built for a level the CPU has, so code compiled for CPU features is reachable only
+//! through what detection selected: [`kernels`] (the process's choice) or
+//! [`Kernels::for_level`], which is `None` for a level this CPU cannot run.
 
 use std::sync::OnceLock;
 
 use edgeinfer_tensor::DType;
 
-use crate::formats as f;
+use crate::generic::formats as f;
+use crate::{bytes_for, require, KernelError};
 
 /// Dequantize whole blocks: `src` holds `dst.len() / block` blocks.
 pub type ToF32 = fn(&[u8], &mut [f32]);
@@ -23,7 +26,7 @@ pub type VecDot = fn(usize, &[u8], &[u8]) -> f32;
 /// elements: `(n, w, rows, a, n_acts, out, row_stride, tok_stride)`.
 pub type Tile = fn(usize, &[u8], usize, &[u8], usize, &mut [f32], usize, usize);
 
-/// Facts about one type's format and kernels.
+/// Facts about one type's format, the same on every CPU.
 #[derive(Clone, Copy)]
 pub struct Format {
     pub dtype: DType,
@@ -31,90 +34,53 @@ pub struct Format {
     pub from_f32: Option<FromF32>,
     /// Activation type the dot product takes.
     pub vec_dot_type: DType,
-    /// Scalar reference dot product (`None` for activation-only types).
-    pub vec_dot_generic: Option<VecDot>,
-    /// AVX2 dot product, where written.
-    pub vec_dot_avx2: Option<VecDot>,
-    /// AVX2 tile kernel (rows × activations in one call, weight blocks reused), where written.
-    pub tile_avx2: Option<Tile>,
-    /// AVX-VNNI tile kernel (bit-identical to the AVX2 one), where written.
-    pub tile_vnni: Option<Tile>,
+}
+
+impl Format {
+    /// Whether this type has a dot product (every weight type; not the activation-only Q8_1
+    /// and Q8_K).
+    pub fn has_vec_dot(&self) -> bool {
+        crate::generic::generic_dot(self.dtype).is_some()
+    }
 }
 
 macro_rules! formats {
-    ($( $t:ident: $to:path, $from:expr, $vdt:ident, $gen:expr, $avx:expr
-        $(, $tile:expr, $vnni:expr)?; )*) => {
-        static FORMATS: &[Format] = &[
+    ($( $t:ident: $to:path, $from:expr, $vdt:ident; )*) => {
+        pub(crate) static FORMATS: [Format; N_FORMATS] = [
             $( Format {
                 dtype: DType::$t,
                 to_f32: $to,
                 from_f32: $from,
                 vec_dot_type: DType::$vdt,
-                vec_dot_generic: $gen,
-                vec_dot_avx2: $avx,
-                tile_avx2: tile!($($tile)?),
-                tile_vnni: tile!($($vnni)?),
             }, )*
         ];
     };
 }
 
-#[cfg(target_arch = "x86_64")]
-macro_rules! avx2 {
-    ($f:ident) => {
-        Some(crate::x86::$f as VecDot)
-    };
-}
-#[cfg(not(target_arch = "x86_64"))]
-macro_rules! avx2 {
-    ($f:ident) => {
-        None
-    };
-}
-
-macro_rules! tile {
-    () => {
-        None
-    };
-    ($f:expr) => {
-        $f
-    };
-}
-
-#[cfg(target_arch = "x86_64")]
-macro_rules! avx2_tile {
-    ($f:ident) => {
-        Some(crate::x86::$f as Tile)
-    };
-}
-#[cfg(not(target_arch = "x86_64"))]
-macro_rules! avx2_tile {
-    ($f:ident) => {
-        None
-    };
-}
+/// Rows of the format table (and slots per kernel column).
+pub(crate) const N_FORMATS: usize = 15;
 
 formats! {
-    F32: f::f32_to_f32, Some(f::f32_from_f32), F32, Some(f::dot_f32_f32_generic), avx2!(dot_f32_f32_avx2);
-    F16: f::f16_to_f32, Some(f::f16_from_f32), F32, Some(f::dot_f16_f32_generic), avx2!(dot_f16_f32_avx2);
-    BF16: f::bf16_to_f32, Some(f::bf16_from_f32), F32, Some(f::dot_bf16_f32_generic), avx2!(dot_bf16_f32_avx2);
-    Q4_0: f::q4_0_to_f32, Some(f::q4_0_from_f32), Q8_0, Some(f::dot_q4_0_q8_0_generic), avx2!(dot_q4_0_q8_0_avx2), avx2_tile!(tile_q4_0_q8_0_avx2), avx2_tile!(tile_q4_0_q8_0_vnni);
-    Q4_1: f::q4_1_to_f32, Some(f::q4_1_from_f32), Q8_1, Some(f::dot_q4_1_q8_1_generic), avx2!(dot_q4_1_q8_1_avx2), avx2_tile!(tile_q4_1_q8_1_avx2), avx2_tile!(tile_q4_1_q8_1_vnni);
-    Q5_0: f::q5_0_to_f32, Some(f::q5_0_from_f32), Q8_0, Some(f::dot_q5_0_q8_0_generic), avx2!(dot_q5_0_q8_0_avx2);
-    Q5_1: f::q5_1_to_f32, Some(f::q5_1_from_f32), Q8_1, Some(f::dot_q5_1_q8_1_generic), avx2!(dot_q5_1_q8_1_avx2);
-    Q8_0: f::q8_0_to_f32, Some(f::q8_0_from_f32), Q8_0, Some(f::dot_q8_0_q8_0_generic), avx2!(dot_q8_0_q8_0_avx2), avx2_tile!(tile_q8_0_q8_0_avx2), avx2_tile!(tile_q8_0_q8_0_vnni);
-    Q8_1: f::q8_1_to_f32, Some(f::q8_1_from_f32), Q8_1, None, None;
-    Q2_K: f::q2_k_to_f32, None, Q8_K, Some(f::dot_q2_k_q8_k_generic), avx2!(dot_q2_k_q8_k_avx2);
-    Q3_K: f::q3_k_to_f32, None, Q8_K, Some(f::dot_q3_k_q8_k_generic), avx2!(dot_q3_k_q8_k_avx2);
-    Q4_K: f::q4_k_to_f32, Some(f::q4_k_from_f32), Q8_K, Some(f::dot_q4_k_q8_k_generic), avx2!(dot_q4_k_q8_k_avx2);
-    Q5_K: f::q5_k_to_f32, None, Q8_K, Some(f::dot_q5_k_q8_k_generic), avx2!(dot_q5_k_q8_k_avx2);
-    Q6_K: f::q6_k_to_f32, Some(f::q6_k_from_f32), Q8_K, Some(f::dot_q6_k_q8_k_generic), avx2!(dot_q6_k_q8_k_avx2);
-    Q8_K: f::q8_k_to_f32, Some(f::q8_k_from_f32), Q8_K, None, None;
+    F32: f::f32_to_f32, Some(f::f32_from_f32), F32;
+    F16: f::f16_to_f32, Some(f::f16_from_f32), F32;
+    BF16: f::bf16_to_f32, Some(f::bf16_from_f32), F32;
+    Q4_0: f::q4_0_to_f32, Some(f::q4_0_from_f32), Q8_0;
+    Q4_1: f::q4_1_to_f32, Some(f::q4_1_from_f32), Q8_1;
+    Q5_0: f::q5_0_to_f32, Some(f::q5_0_from_f32), Q8_0;
+    Q5_1: f::q5_1_to_f32, Some(f::q5_1_from_f32), Q8_1;
+    Q8_0: f::q8_0_to_f32, Some(f::q8_0_from_f32), Q8_0;
+    Q8_1: f::q8_1_to_f32, Some(f::q8_1_from_f32), Q8_1;
+    Q2_K: f::q2_k_to_f32, None, Q8_K;
+    Q3_K: f::q3_k_to_f32, None, Q8_K;
+    Q4_K: f::q4_k_to_f32, Some(f::q4_k_from_f32), Q8_K;
+    Q5_K: f::q5_k_to_f32, None, Q8_K;
+    Q6_K: f::q6_k_to_f32, Some(f::q6_k_from_f32), Q8_K;
+    Q8_K: f::q8_k_to_f32, Some(f::q8_k_from_f32), Q8_K;
 }
 
 /// Every format the kernels know, in table order.
 pub fn formats() -> &'static [Format] {
-    FORMATS
+    &FORMATS
 }
 
 /// The format row of `dtype`, or `None` if the kernels do not support it.
@@ -122,182 +88,342 @@ pub fn format(dtype: DType) -> Option<&'static Format> {
     FORMATS.iter().find(|f| f.dtype == dtype)
 }
 
-/// Which implementation tier is in use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+fn slot(dtype: DType) -> Option<usize> {
+    FORMATS.iter().position(|f| f.dtype == dtype)
+}
+
+/// An implementation tier. Each level includes the ones below it on its architecture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Level {
-    /// Portable scalar code (which the compiler may autovectorize).
+    /// Portable scalar code (which the compiler may autovectorize): the reference.
     Scalar,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
     /// AVX2 plus AVX-VNNI (`vpdpbusd`) for the Q8_0, Q4_0 and Q4_1 tiles.
     AvxVnni,
+    /// aarch64 Advanced SIMD (every aarch64 CPU: Raspberry Pi 4 and up).
+    Neon,
+    /// NEON plus the dot-product extension (`sdot`; Cortex-A76 / Raspberry Pi 5 and up).
+    Dotprod,
+    /// Dotprod plus the int8 matrix-multiply extension (`smmla`) for tiles.
+    I8mm,
 }
 
-/// The kernels chosen for this process.
-#[derive(Clone, Copy, Debug)]
-pub struct Kernels {
-    pub level: Level,
-    pub dot_f32: fn(&[f32], &[f32]) -> f32,
-    pub axpy: fn(f32, &[f32], &mut [f32]),
-    /// Σ x·y with y in f16 (bits).
-    pub dot_f32_f16: fn(&[f32], &[u16]) -> f32,
-    /// y += a·x with x in f16 (bits).
-    pub axpy_f16: fn(f32, &[u16], &mut [f32]),
-    /// f32 → f16 bits, round to nearest even.
-    pub to_f16: fn(&[f32], &mut [u16]),
-    /// The fused LSTM gate epilogue ([`crate::ops::lstm_cell`]).
-    pub lstm_cell: crate::ops::LstmCell,
-    /// Activation quantizers to Q8_0 and Q8_1 (bit-identical to the scalar ones).
-    pub q8_0_from_f32: FromF32,
-    pub q8_1_from_f32: FromF32,
-}
+impl Level {
+    /// Every level, scalar first, each architecture's in increasing order.
+    pub const ALL: [Level; 6] = [
+        Level::Scalar,
+        Level::Avx2,
+        Level::AvxVnni,
+        Level::Neon,
+        Level::Dotprod,
+        Level::I8mm,
+    ];
 
-fn dot_f32_f16_generic(x: &[f32], y: &[u16]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let n8 = x.len().min(y.len()) / 8 * 8;
-    for (xc, yc) in x[..n8].chunks_exact(8).zip(y[..n8].chunks_exact(8)) {
-        for k in 0..8 {
-            acc[k] += xc[k] * half::f16::from_bits(yc[k]).to_f32();
+    /// The name `EDGEINFER_KERNELS` takes for this level.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Scalar => "scalar",
+            Level::Avx2 => "avx2",
+            Level::AvxVnni => "avxvnni",
+            Level::Neon => "neon",
+            Level::Dotprod => "dotprod",
+            Level::I8mm => "i8mm",
         }
     }
-    let mut s: f32 = acc.iter().sum();
-    for (a, b) in x[n8..].iter().zip(&y[n8..]) {
-        s += a * half::f16::from_bits(*b).to_f32();
-    }
-    s
-}
 
-fn axpy_f16_generic(a: f32, x: &[u16], y: &mut [f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * half::f16::from_bits(*xi).to_f32();
+    /// The level named `name` (case-insensitive), if any.
+    pub fn from_name(name: &str) -> Option<Level> {
+        Level::ALL
+            .into_iter()
+            .find(|l| l.name().eq_ignore_ascii_case(name.trim()))
     }
-}
 
-fn to_f16_generic(x: &[f32], y: &mut [u16]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi = half::f16::from_f32(*xi).to_bits();
+    fn index(self) -> usize {
+        self as usize
     }
-}
 
-fn dot_f32_generic(x: &[f32], y: &[f32]) -> f32 {
-    // 8 independent partial sums so the loop autovectorizes without -ffast-math.
-    let mut acc = [0.0f32; 8];
-    let n8 = x.len().min(y.len()) / 8 * 8;
-    for (xc, yc) in x[..n8].chunks_exact(8).zip(y[..n8].chunks_exact(8)) {
-        for k in 0..8 {
-            acc[k] += xc[k] * yc[k];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (a, b) in x[n8..].iter().zip(&y[n8..]) {
-        s += a * b;
-    }
-    s
-}
-
-fn axpy_generic(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
-    }
-}
-
-/// The kernels for this process, decided on first call: the best level the CPU has, capped by
-/// `EDGEINFER_KERNELS=scalar` (the reference path) or `EDGEINFER_KERNELS=avx2` (no VNNI).
-pub fn kernels() -> &'static Kernels {
-    static K: OnceLock<Kernels> = OnceLock::new();
-    K.get_or_init(|| {
-        let cap = std::env::var("EDGEINFER_KERNELS")
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        if cap != "scalar" {
+    /// Whether this CPU can run this level (ignoring `EDGEINFER_KERNELS`).
+    pub fn is_available(self) -> bool {
+        match self {
+            Level::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            if crate::x86::detected() {
-                let vnni = cap != "avx2" && crate::x86::vnni_detected();
-                return Kernels {
-                    level: if vnni { Level::AvxVnni } else { Level::Avx2 },
-                    dot_f32: crate::x86::dot_f32,
-                    axpy: crate::x86::axpy,
-                    dot_f32_f16: crate::x86::dot_f32_f16,
-                    axpy_f16: crate::x86::axpy_f16,
-                    to_f16: crate::x86::to_f16,
-                    lstm_cell: crate::x86::lstm_cell,
-                    q8_0_from_f32: crate::x86::q8_0_from_f32,
-                    q8_1_from_f32: crate::x86::q8_1_from_f32,
-                };
-            }
+            Level::Avx2 => crate::arch::x86_64::has_avx2(),
+            #[cfg(target_arch = "x86_64")]
+            Level::AvxVnni => crate::arch::x86_64::has_avxvnni(),
+            #[cfg(target_arch = "aarch64")]
+            Level::Neon => crate::arch::aarch64::has_neon(),
+            #[cfg(target_arch = "aarch64")]
+            Level::Dotprod => crate::arch::aarch64::has_dotprod(),
+            #[cfg(target_arch = "aarch64")]
+            Level::I8mm => crate::arch::aarch64::has_i8mm(),
+            #[allow(unreachable_patterns)]
+            _ => false,
         }
-        scalar_kernels()
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Every level this CPU can run, scalar first, in increasing order (ignoring
+/// `EDGEINFER_KERNELS`): what tests loop over.
+pub fn available_levels() -> Vec<Level> {
+    Level::ALL
+        .into_iter()
+        .filter(|l| l.is_available())
+        .collect()
+}
+
+/// A kernel table: the kernels of one level, for every format and helper. Obtained only from
+/// [`kernels`] or [`Kernels::for_level`], so every slot holds code this CPU can run.
+pub struct Kernels {
+    /// The level these kernels implement.
+    pub level: Level,
+    pub(crate) dots: [Option<VecDot>; N_FORMATS],
+    pub(crate) tiles: [Option<Tile>; N_FORMATS],
+    pub(crate) dot_f32: fn(&[f32], &[f32]) -> f32,
+    pub(crate) axpy: fn(f32, &[f32], &mut [f32]),
+    pub(crate) dot_f32_f16: fn(&[f32], &[u16]) -> f32,
+    pub(crate) axpy_f16: fn(f32, &[u16], &mut [f32]),
+    pub(crate) to_f16: fn(&[f32], &mut [u16]),
+    pub(crate) lstm_cell: crate::ops::LstmCell,
+    pub(crate) q8_0_from_f32: FromF32,
+    pub(crate) q8_1_from_f32: FromF32,
+    pub(crate) q8_k_from_f32: FromF32,
+}
+
+impl std::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Kernels({})", self.level)
+    }
+}
+
+/// The table of `level`, built on first use. The caller has checked `level.is_available()`.
+fn table(level: Level) -> &'static Kernels {
+    static TABLES: [OnceLock<Kernels>; 6] = [const { OnceLock::new() }; 6];
+    TABLES[level.index()].get_or_init(|| {
+        assert!(
+            level.is_available(),
+            "{level} kernels on a CPU without them"
+        );
+        #[allow(unused_mut)]
+        let mut k = crate::generic::table();
+        match level {
+            Level::Scalar => {}
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 | Level::AvxVnni => {
+                // SAFETY: `level.is_available()` (asserted above) means the CPU has AVX2, FMA
+                // and F16C, and for AvxVnni also AVX-VNNI.
+                unsafe {
+                    crate::arch::x86_64::plug_avx2(&mut k);
+                    if level == Level::AvxVnni {
+                        crate::arch::x86_64::plug_avxvnni(&mut k);
+                    }
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            Level::Neon | Level::Dotprod | Level::I8mm => {
+                // SAFETY: `level.is_available()` (asserted above) means the CPU has NEON, for
+                // Dotprod and I8mm also the dot-product extension, for I8mm also i8mm.
+                unsafe {
+                    crate::arch::aarch64::plug_neon(&mut k);
+                    if level != Level::Neon {
+                        crate::arch::aarch64::plug_dotprod(&mut k);
+                    }
+                    if level == Level::I8mm {
+                        crate::arch::aarch64::plug_i8mm(&mut k);
+                    }
+                }
+            }
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("{level} is not available on this architecture"),
+        }
+        k.level = level;
+        k
     })
 }
 
+/// The kernels for this process, decided on first call: the best level the CPU has, capped by
+/// `EDGEINFER_KERNELS` (`scalar`, `avx2`, `avxvnni`, `neon`, `dotprod`, `i8mm`: the highest
+/// available level not above the named one on this architecture; a name of another
+/// architecture's level, or an unknown one, caps nothing).
+pub fn kernels() -> &'static Kernels {
+    static K: OnceLock<&'static Kernels> = OnceLock::new();
+    K.get_or_init(|| {
+        let cap = std::env::var("EDGEINFER_KERNELS")
+            .ok()
+            .and_then(|s| Level::from_name(&s));
+        table(capped(&available_levels(), cap))
+    })
+}
+
+/// The best of `levels` (available, increasing) not above `cap`: `Scalar` caps everything; a
+/// level of this architecture keeps the levels of its family up to it; another
+/// architecture's level caps nothing.
+fn capped(levels: &[Level], cap: Option<Level>) -> Level {
+    let family = |l: Level| match l {
+        Level::Scalar => 0,
+        Level::Avx2 | Level::AvxVnni => 1,
+        Level::Neon | Level::Dotprod | Level::I8mm => 2,
+    };
+    let this_arch = if cfg!(target_arch = "x86_64") {
+        1
+    } else if cfg!(target_arch = "aarch64") {
+        2
+    } else {
+        0
+    };
+    let best = levels.last().copied().unwrap_or(Level::Scalar);
+    match cap {
+        Some(Level::Scalar) => Level::Scalar,
+        Some(c) if family(c) == this_arch => levels
+            .iter()
+            .copied()
+            .rfind(|&l| l == Level::Scalar || (family(l) == this_arch && l.index() <= c.index()))
+            .unwrap_or(Level::Scalar),
+        _ => best,
+    }
+}
+
 impl Kernels {
-    /// The dispatched quantizer for an activation type, where one is dispatched.
+    /// The table of `level` if this CPU can run it (ignoring `EDGEINFER_KERNELS`), else `None`.
+    pub fn for_level(level: Level) -> Option<&'static Kernels> {
+        level.is_available().then(|| table(level))
+    }
+
+    /// The scalar reference table (any CPU).
+    pub fn scalar() -> &'static Kernels {
+        table(Level::Scalar)
+    }
+
+    /// Whether `dtype` has a dot product.
+    pub fn has_vec_dot(&self, dtype: DType) -> bool {
+        self.dot_fn(dtype).is_some()
+    }
+
+    /// Whether this level has a tile kernel for `dtype` (else [`Kernels::tile`] loops over
+    /// the dot product).
+    pub fn has_tile(&self, dtype: DType) -> bool {
+        self.tile_fn(dtype).is_some()
+    }
+
+    pub(crate) fn dot_fn(&self, dtype: DType) -> Option<VecDot> {
+        slot(dtype).and_then(|i| self.dots[i])
+    }
+
+    pub(crate) fn tile_fn(&self, dtype: DType) -> Option<Tile> {
+        slot(dtype).and_then(|i| self.tiles[i])
+    }
+
+    pub(crate) fn set_dot(&mut self, dtype: DType, dot: VecDot) {
+        let i = slot(dtype).expect("a format of the table");
+        self.dots[i] = Some(dot);
+    }
+
+    pub(crate) fn set_tile(&mut self, dtype: DType, tile: Tile) {
+        let i = slot(dtype).expect("a format of the table");
+        self.tiles[i] = Some(tile);
+    }
+
+    /// Dot product of `n` elements at this level: `w` in `wtype`, `a` in its activation type.
+    pub fn vec_dot(&self, wtype: DType, n: usize, w: &[u8], a: &[u8]) -> Result<f32, KernelError> {
+        let f = require(wtype, "vec_dot")?;
+        let dot = self.dot_fn(wtype).ok_or(KernelError::Unsupported {
+            dtype: wtype,
+            op: "vec_dot",
+        })?;
+        let wn = bytes_for(wtype, n, "vec_dot")?;
+        let an = bytes_for(f.vec_dot_type, n, "vec_dot")?;
+        if w.len() < wn || a.len() < an {
+            return Err(KernelError::Shape {
+                op: "vec_dot",
+                expected: format!("{wn} weight and {an} activation bytes"),
+                actual: format!("{} and {}", w.len(), a.len()),
+            });
+        }
+        Ok(dot(n, w, a))
+    }
+
+    /// `out[r · row_stride + t · tok_stride] = W_r · A_t` for `rows` weight rows (`w`,
+    /// contiguous rows of `n` elements of `wtype`) and `n_acts` activation rows (`a`), with
+    /// this level's tile kernel where it has one, else its dot product per element (the same
+    /// bits either way).
+    #[allow(clippy::too_many_arguments)]
+    pub fn tile(
+        &self,
+        wtype: DType,
+        n: usize,
+        w: &[u8],
+        rows: usize,
+        a: &[u8],
+        n_acts: usize,
+        out: &mut [f32],
+        row_stride: usize,
+        tok_stride: usize,
+    ) -> Result<(), KernelError> {
+        let dot = self.dot_fn(wtype).ok_or(KernelError::Unsupported {
+            dtype: wtype,
+            op: "tile",
+        })?;
+        crate::contract::tile_shape_ok(wtype, n, w, rows, a, n_acts, out, row_stride, tok_stride)?;
+        match self.tile_fn(wtype) {
+            Some(tile) => tile(n, w, rows, a, n_acts, out, row_stride, tok_stride),
+            None => {
+                let wrb = bytes_for(wtype, n, "tile")?;
+                let arb = bytes_for(require(wtype, "tile")?.vec_dot_type, n, "tile")?;
+                for r in 0..rows {
+                    for t in 0..n_acts {
+                        out[r * row_stride + t * tok_stride] =
+                            dot(n, &w[r * wrb..(r + 1) * wrb], &a[t * arb..(t + 1) * arb]);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The quantizer of an activation type (Q8_0, Q8_1, Q8_K) at this level (bit-identical to
+    /// the scalar one at every level).
     pub fn act_quantizer(&self, dtype: DType) -> Option<FromF32> {
         match dtype {
             DType::Q8_0 => Some(self.q8_0_from_f32),
             DType::Q8_1 => Some(self.q8_1_from_f32),
+            DType::Q8_K => Some(self.q8_k_from_f32),
             _ => None,
         }
     }
-}
 
-impl Format {
-    /// The dot product for the chosen level (falls back to scalar where no SIMD version
-    /// exists).
-    pub fn vec_dot(&self) -> Option<VecDot> {
-        match kernels().level {
-            Level::Avx2 | Level::AvxVnni => self.vec_dot_avx2.or(self.vec_dot_generic),
-            Level::Scalar => self.vec_dot_generic,
-        }
+    /// Σ x·y over `min(x.len(), y.len())` elements.
+    pub fn dot_f32(&self, x: &[f32], y: &[f32]) -> f32 {
+        (self.dot_f32)(x, y)
     }
 
-    /// The tile kernel for the chosen level, if one is written (else loop over `vec_dot`).
-    pub fn tile(&self) -> Option<Tile> {
-        match kernels().level {
-            Level::Avx2 => self.tile_avx2,
-            Level::AvxVnni => self.tile_vnni.or(self.tile_avx2),
-            Level::Scalar => None,
-        }
+    /// `y += a·x` over `min(x.len(), y.len())` elements.
+    pub fn axpy(&self, a: f32, x: &[f32], y: &mut [f32]) {
+        (self.axpy)(a, x, y)
     }
-}
 
-/// The scalar reference kernels, whatever the CPU (for tests comparing them with the
-/// dispatched ones).
-pub fn scalar_kernels() -> Kernels {
-    Kernels {
-        level: Level::Scalar,
-        dot_f32: dot_f32_generic,
-        axpy: axpy_generic,
-        dot_f32_f16: dot_f32_f16_generic,
-        axpy_f16: axpy_f16_generic,
-        to_f16: to_f16_generic,
-        lstm_cell: crate::ops::lstm_cell_generic,
-        q8_0_from_f32: f::q8_0_from_f32,
-        q8_1_from_f32: f::q8_1_from_f32,
+    /// Σ x·y with `y` in f16 bits.
+    pub fn dot_f32_f16(&self, x: &[f32], y: &[u16]) -> f32 {
+        (self.dot_f32_f16)(x, y)
     }
-}
 
-/// Whether this CPU has the AVX-VNNI tiles, ignoring `EDGEINFER_KERNELS` (for tests comparing
-/// them with the AVX2 ones).
-pub fn vnni_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        crate::x86::vnni_detected()
+    /// `y += a·x` with `x` in f16 bits.
+    pub fn axpy_f16(&self, a: f32, x: &[u16], y: &mut [f32]) {
+        (self.axpy_f16)(a, x, y)
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
 
-/// The SIMD level this CPU supports, ignoring `EDGEINFER_KERNELS` (for tests comparing both).
-pub fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        crate::x86::detected()
+    /// f32 → f16 bits, round to nearest even.
+    pub fn to_f16(&self, x: &[f32], y: &mut [u16]) {
+        (self.to_f16)(x, y)
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    /// The fused LSTM gate epilogue ([`crate::ops::lstm_cell`]) at this level.
+    pub fn lstm_cell(&self, z: &[f32], xp: &[f32], bias: &[f32], c: &mut [f32], h: &mut [f32]) {
+        (self.lstm_cell)(z, xp, bias, c, h)
     }
 }

@@ -5,18 +5,28 @@
 //! | op | scalar (`*_generic`) | AVX2 (x86-64) | NEON (aarch64) |
 //! |---|---|---|---|
 //! | dequantize F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1 Q2_K..Q6_K Q8_K | yes | — (scalar) | — (scalar) |
-//! | quantize F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1 Q8_K | yes | — | — |
+//! | quantize F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q6_K | yes | — | — |
+//! | quantize activations Q8_0, Q8_1 / Q8_K | yes | yes / scalar | scalar |
 //! | dot Q4_0·Q8_0, Q4_1·Q8_1, Q5_0·Q8_0, Q5_1·Q8_1, Q8_0·Q8_0 | yes | yes | scalar |
-//! | dot Q4_K·Q8_K, Q6_K·Q8_K | yes | yes | scalar |
-//! | dot Q2_K, Q3_K, Q5_K ·Q8_K; BF16·F32 | yes | scalar | scalar |
-//! | dot F16·F32, F32·F32, f32 dot/axpy | yes | yes | scalar (autovectorized) |
+//! | dot Q2_K, Q3_K, Q4_K, Q5_K, Q6_K ·Q8_K | yes | yes | scalar |
+//! | dot F16·F32, BF16·F32, F32·F32, f32 dot/axpy, f16 dot/axpy/convert | yes | yes | scalar |
+//! | tile Q4_0 Q4_1 Q8_0 | loop of dots | 1 row × 4 (AVX-VNNI: 8 × ≥ 4) | scalar |
+//! | tile Q4_K Q6_K | loop of dots | loop of dots | scalar |
+//! | LSTM gate epilogue | yes | yes | scalar |
 //! | matvec / matmul (rayon over weight rows) | generic over the above | | |
 //! | rmsnorm, softmax, SiLU, GELU, RoPE (both conventions) | portable | | |
 //!
-//! Q4_0, Q4_1 and Q8_0 also have AVX-VNNI tiles (batches of four or more activations),
-//! bit-identical to the AVX2 ones. The kernels are chosen once per process ([`kernels`]);
-//! `EDGEINFER_KERNELS=avx2` caps the level at AVX2 and `EDGEINFER_KERNELS=scalar` forces the
-//! reference path.
+//! A kernel table ([`Kernels`]) starts as the scalar one and each tier the CPU has overwrites
+//! the slots it implements, once, at detection: x86-64 `Avx2` then `AvxVnni`; aarch64 `Neon`
+//! (Raspberry Pi 4), `Dotprod` (Pi 5) then `I8mm` (their tiers plug nothing yet). [`kernels`] is the process's table (the best
+//! level, capped by `EDGEINFER_KERNELS=scalar|avx2|avxvnni|neon|dotprod|i8mm`);
+//! [`Kernels::for_level`] gives another level's table only if the CPU has it, and
+//! [`available_levels`] lists them (tests loop over it). Target-feature code is reachable only
+//! through these tables.
+//!
+//! Every SIMD kernel follows one summation order ([`contract`]): integer block sums exact, then
+//! a fixed sequence of float operations, written out as scalar code in [`contract`]. So each
+//! SIMD level gives exactly the bits of that code, and a tile exactly its single dot's; the scalar level (ggml's order) differs by rounding only.
 //!
 //! ```
 //! use edgeinfer_kernels::{quantize_to_vec, dequantize_to_vec};
@@ -27,16 +37,16 @@
 //! assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 0.01));
 //! ```
 
+mod arch;
+pub mod contract;
 mod dispatch;
-mod formats;
+mod generic;
 mod matmul;
 pub mod ops;
-#[cfg(target_arch = "x86_64")]
-mod x86;
 
 pub use dispatch::{
-    format, formats, kernels, scalar_kernels, simd_available, vnni_available, Format, FromF32,
-    Kernels, Level, Tile, ToF32, VecDot,
+    available_levels, format, formats, kernels, Format, FromF32, Kernels, Level, Tile, ToF32,
+    VecDot,
 };
 pub use edgeinfer_tensor::{DType, Tensor};
 pub use matmul::{Activations, Matrix};
@@ -136,21 +146,7 @@ pub fn dequantize_row(t: &Tensor<'_>, row: usize, out: &mut [f32]) -> Result<(),
 /// Dot product of `n` elements with the dispatched kernel: `w` in `wtype`, `a` in its
 /// activation type (`format(wtype).vec_dot_type`).
 pub fn vec_dot(wtype: DType, n: usize, w: &[u8], a: &[u8]) -> Result<f32, KernelError> {
-    let f = require(wtype, "vec_dot")?;
-    let dot = f.vec_dot().ok_or(KernelError::Unsupported {
-        dtype: wtype,
-        op: "vec_dot",
-    })?;
-    let wn = bytes_for(wtype, n, "vec_dot")?;
-    let an = bytes_for(f.vec_dot_type, n, "vec_dot")?;
-    if w.len() < wn || a.len() < an {
-        return Err(KernelError::Shape {
-            op: "vec_dot",
-            expected: format!("{wn} weight and {an} activation bytes"),
-            actual: format!("{} and {}", w.len(), a.len()),
-        });
-    }
-    Ok(dot(n, w, a))
+    kernels().vec_dot(wtype, n, w, a)
 }
 
 /// The CPU's time-stamp counter (x86-64 `rdtsc`), for measuring work in clock cycles; 0 on

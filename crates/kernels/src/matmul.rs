@@ -189,7 +189,8 @@ impl<'t> Matrix<'t> {
         data: &'t [u8],
     ) -> Result<Self, KernelError> {
         let f = require(dtype, "matmul")?;
-        let dot = f.vec_dot().ok_or(KernelError::Unsupported {
+        let k = kernels();
+        let dot = k.dot_fn(dtype).ok_or(KernelError::Unsupported {
             dtype,
             op: "matmul",
         })?;
@@ -209,7 +210,7 @@ impl<'t> Matrix<'t> {
             data,
             act_type: f.vec_dot_type,
             dot,
-            tile: f.tile(),
+            tile: k.tile_fn(dtype),
         })
     }
 

@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn f16_helpers_match_their_scalar_twins() {
-        let g = crate::scalar_kernels();
+        let g = crate::Kernels::scalar();
         let (dot_g, axpy_g, to_g) = (g.dot_f32_f16, g.axpy_f16, g.to_f16);
         for n in [0usize, 1, 7, 8, 15, 16, 17, 64, 100] {
             let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();

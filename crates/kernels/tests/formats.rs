@@ -1,8 +1,23 @@
 //! Format tests, table-driven over every type the kernels support: bit-exactness against the
-//! reference fixtures of the `gguf` PyPI package, ggml's error budgets, and SIMD == scalar.
+//! reference fixtures of the `gguf` PyPI package, ggml's error budgets, and, at every kernel
+//! level this CPU has (`available_levels()`), SIMD == the summation-order contract bit for bit,
+//! tiles == dots bit for bit, and both within rounding of the scalar reference.
 
 use edgeinfer_gguf::GgufFile;
-use edgeinfer_kernels::{dequantize_to_vec, format, formats, quantize_to_vec, DType, Format};
+use edgeinfer_kernels::{
+    available_levels, contract, dequantize_to_vec, format, formats, quantize_to_vec, DType, Format,
+    Kernels, Level,
+};
+
+/// The kernel tables of every level this CPU can run, scalar first. Says which, once per test.
+fn levels() -> Vec<&'static Kernels> {
+    let levels = available_levels();
+    eprintln!("kernel levels on this CPU: {levels:?}");
+    levels
+        .into_iter()
+        .map(|l| Kernels::for_level(l).expect("an available level has a table"))
+        .collect()
+}
 use proptest::prelude::*;
 
 fn fixtures() -> GgufFile {
@@ -119,19 +134,17 @@ fn dot_product_error_within_ggml_budget() {
         .map(|(a, b)| f64::from(*a) * f64::from(*b))
         .sum();
     let mut checked = 0;
+    let levels = levels();
     for fmt in formats()
         .iter()
-        .filter(|f| f.from_f32.is_some() && f.vec_dot_generic.is_some())
+        .filter(|f| f.from_f32.is_some() && f.has_vec_dot())
     {
         let w = quantize_to_vec(fmt.dtype, &x).unwrap();
         let a = quantize_to_vec(fmt.vec_dot_type, &y).unwrap();
-        for (label, dot) in [("generic", fmt.vec_dot_generic), ("simd", fmt.vec_dot_avx2)] {
-            let Some(dot) = dot else { continue };
-            if label == "simd" && !edgeinfer_kernels::simd_available() {
-                continue;
-            }
-            let err = (f64::from(dot(n, &w, &a)) - exact).abs() / n as f64;
-            assert!(err <= 0.02, "{} {label}: dot error {err}", fmt.dtype);
+        for k in &levels {
+            let got = k.vec_dot(fmt.dtype, n, &w, &a).unwrap();
+            let err = (f64::from(got) - exact).abs() / n as f64;
+            assert!(err <= 0.02, "{} {}: dot error {err}", fmt.dtype, k.level);
         }
         checked += 1;
     }
@@ -198,11 +211,10 @@ fn magnitude(fmt: &Format, w: &[u8], a: &[u8], n: usize) -> f64 {
         .sum()
 }
 
-fn check_simd_matches(fmt: &Format, blocks: usize, seed: u64, wscale: f32, ascale: f32) {
-    let (Some(gen), Some(simd)) = (fmt.vec_dot_generic, fmt.vec_dot_avx2) else {
-        return;
-    };
-    if !edgeinfer_kernels::simd_available() {
+/// At level `k`: the dot equals the contract's scalar code bit for bit (SIMD levels), and the
+/// contract is within rounding of the scalar reference (the `Scalar` level).
+fn check_level_dot(k: &Kernels, fmt: &Format, blocks: usize, seed: u64, wscale: f32, ascale: f32) {
+    if !fmt.has_vec_dot() {
         return;
     }
     let n = blocks * fmt.dtype.block_size();
@@ -212,45 +224,68 @@ fn check_simd_matches(fmt: &Format, blocks: usize, seed: u64, wscale: f32, ascal
         .map(|i| ((i as f32 * 0.37 + seed as f32).sin()) * ascale)
         .collect();
     let a = quantize_to_vec(act_fmt.dtype, &x).unwrap();
-    let (g, s) = (gen(n, &w, &a), simd(n, &w, &a));
-    let bound = 1e-5 * magnitude(fmt, &w, &a, n) + 1e-6;
-    assert!(
-        (f64::from(g) - f64::from(s)).abs() <= bound,
-        "{}: generic {g} vs simd {s} (n={n}, bound {bound})",
-        fmt.dtype
-    );
+    let ordered = contract::dot(fmt.dtype, n, &w, &a).unwrap();
+    let got = k.vec_dot(fmt.dtype, n, &w, &a).unwrap();
+    if k.level == Level::Scalar {
+        let bound = 1e-5 * magnitude(fmt, &w, &a, n) + 1e-6;
+        assert!(
+            (f64::from(got) - f64::from(ordered)).abs() <= bound,
+            "{}: scalar {got} vs contract {ordered} (n={n}, bound {bound})",
+            fmt.dtype
+        );
+    } else {
+        assert_eq!(
+            got.to_bits(),
+            ordered.to_bits(),
+            "{} at {}: {got} vs contract {ordered} (n={n}, seed {seed})",
+            fmt.dtype,
+            k.level
+        );
+    }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
-    #[test]
-    fn simd_equals_scalar(blocks in 1usize..40, seed in 1u64..u64::MAX,
-                          wexp in -6i32..4, aexp in -6i32..4) {
+fn check_every_level(blocks: usize, seed: u64, wscale: f32, ascale: f32) {
+    for k in levels() {
         for fmt in formats() {
-            let blocks = if fmt.dtype.block_size() == 1 { blocks * 7 + 3 } else { blocks };
-            check_simd_matches(fmt, blocks, seed, 10f32.powi(wexp), 10f32.powi(aexp));
+            let blocks = if fmt.dtype.block_size() == 1 {
+                blocks * 7 + 3
+            } else {
+                blocks
+            };
+            check_level_dot(k, fmt, blocks, seed, wscale, ascale);
         }
     }
 }
 
-#[test]
-fn simd_equals_scalar_on_extremes_and_zero_scales() {
-    for fmt in formats() {
-        check_simd_matches(fmt, 8, 7, 0.0, 1.0); // all-zero weights
-        check_simd_matches(fmt, 8, 9, 1.0, 0.0); // all-zero activations
-        check_simd_matches(fmt, 8, 11, 6.0e4, 1.0e4); // near f16 range
-        check_simd_matches(fmt, 1, 13, 1.0, 1.0); // single block (no loop body repeats)
+/// Proptest cases: fewer under emulation (aarch64 runs in qemu here).
+const CASES: u32 = if cfg!(target_arch = "aarch64") {
+    24
+} else {
+    64
+};
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+    #[test]
+    fn every_level_follows_the_contract(blocks in 1usize..40, seed in 1u64..u64::MAX,
+                                        wexp in -6i32..4, aexp in -6i32..4) {
+        check_every_level(blocks, seed, 10f32.powi(wexp), 10f32.powi(aexp));
     }
 }
 
-/// `tile` gives exactly `dot` for every element of a `rows × n_acts` call over rows of
-/// `blocks` blocks, written row-major with padding and token-major (as matmul's output is).
-fn check_tile_equals_dot(
-    fmt: &Format,
-    tile: edgeinfer_kernels::Tile,
-    dot: edgeinfer_kernels::VecDot,
-    (rows, n_acts, blocks): (usize, usize, usize),
-) {
+#[test]
+fn every_level_follows_the_contract_on_extremes_and_zero_scales() {
+    check_every_level(8, 7, 0.0, 1.0); // all-zero weights
+    check_every_level(8, 9, 1.0, 0.0); // all-zero activations
+    check_every_level(8, 11, 6.0e4, 1.0e4); // near f16 range
+    check_every_level(1, 13, 1.0, 1.0); // single block (no loop body repeats)
+    check_every_level(5, 17, 1.0, 1.0); // one group of four and a residue
+}
+
+/// At level `k`, `tile` gives exactly `dot` for every element of a `rows × n_acts` call over
+/// rows of `blocks` blocks, written row-major with padding and token-major (as matmul's output
+/// is).
+fn check_tile_equals_dot(k: &Kernels, fmt: &Format, (rows, n_acts, blocks): (usize, usize, usize)) {
     let n = blocks * fmt.dtype.block_size();
     let w = weight_bytes(fmt, rows * blocks, rows as u64, 1.0);
     // Mostly |x| ≤ 1, with outliers that set some blocks' scales.
@@ -261,74 +296,101 @@ fn check_tile_equals_dot(
     let (wrb, arb) = (w.len() / rows, a.len() / n_acts);
     for (rs, ts) in [(n_acts + 2, 1), (1, rows + 3)] {
         let mut out = vec![f32::NAN; rows * rs + n_acts * ts];
-        tile(n, &w, rows, &a, n_acts, &mut out, rs, ts);
+        k.tile(fmt.dtype, n, &w, rows, &a, n_acts, &mut out, rs, ts)
+            .unwrap();
         for r in 0..rows {
             for t in 0..n_acts {
-                let want = dot(n, &w[r * wrb..(r + 1) * wrb], &a[t * arb..(t + 1) * arb]);
+                let (wr, at) = (&w[r * wrb..(r + 1) * wrb], &a[t * arb..(t + 1) * arb]);
+                let want = k.vec_dot(fmt.dtype, n, wr, at).unwrap();
                 assert_eq!(
                     out[r * rs + t * ts].to_bits(),
                     want.to_bits(),
-                    "{} rows={rows} acts={n_acts} blocks={blocks} r={r} t={t} strides {rs}/{ts}",
-                    fmt.dtype
+                    "{} at {}: rows={rows} acts={n_acts} blocks={blocks} r={r} t={t} strides {rs}/{ts}",
+                    fmt.dtype,
+                    k.level
                 );
             }
         }
     }
 }
 
-/// The tile kernels (rows × activations per call) give exactly what the single dot gives for
-/// every element, so a token's result does not depend on the batch it is computed in.
+/// Every level's tile kernels (rows × activations per call: AVX2 four activations at a time,
+/// AVX-VNNI eight rows, NEON four activations, i8mm two rows × two activations per `smmla`;
+/// rows and activations left over, short calls and rows too long for a tile's stack data taken
+/// by the single dot) give exactly that level's single dot for every element, so a token's
+/// result does not depend on the batch it is computed in.
 #[test]
 fn tile_kernels_equal_single_dots_bit_for_bit() {
-    if !edgeinfer_kernels::simd_available() {
-        eprintln!("NOTE: this CPU has no AVX2; its tiles cannot be run here");
-        return;
-    }
-    for fmt in formats().iter().filter(|f| f.tile_avx2.is_some()) {
-        let (tile, dot) = (fmt.tile_avx2.unwrap(), fmt.vec_dot_avx2.unwrap());
-        // 130 blocks: longer than the AVX2 tile's scale buffer (its fallback path).
-        for blocks in [1usize, 2, 3, 18, 130] {
-            check_tile_equals_dot(fmt, tile, dot, (5, 11, blocks));
+    let mut tiled = 0;
+    for k in levels() {
+        for fmt in formats().iter().filter(|f| k.has_tile(f.dtype)) {
+            tiled += 1;
+            let long = if fmt.dtype.block_size() == 256 {
+                17
+            } else {
+                130
+            };
+            for case in [
+                (5usize, 11usize, 1usize),
+                (5, 11, 2),
+                (5, 11, 3),
+                (5, 11, 18),
+                (5, 11, long),
+                (8, 4, 1),
+                (16, 5, 2),
+                (17, 11, 3),
+                (24, 3, 5),
+                (13, 33, 6),
+                (9, 6, long),
+                (5, 1, 7),
+                (11, 2, 7),
+                (16, 1, long),
+                (3, 7, 4),
+            ] {
+                check_tile_equals_dot(k, fmt, case);
+            }
         }
+        if k.level != Level::Scalar {
+            assert!(k.has_tile(DType::Q4_0), "{}: no Q4_0 tile", k.level);
+        }
+    }
+    eprintln!("{tiled} (level, format) tiles checked");
+}
+
+/// The SIMD levels of one architecture give the same bits for every format (each equals the
+/// contract; checked here directly on a row with tails of every kind).
+#[test]
+fn simd_levels_agree_bit_for_bit() {
+    let simd: Vec<_> = levels()
+        .into_iter()
+        .filter(|k| k.level != Level::Scalar)
+        .collect();
+    for fmt in formats().iter().filter(|f| f.has_vec_dot()) {
+        let blocks = if fmt.dtype.block_size() == 1 { 263 } else { 11 };
+        let n = blocks * fmt.dtype.block_size();
+        let w = weight_bytes(fmt, blocks, 23, 1.0);
+        let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.123).cos()).collect();
+        let a = quantize_to_vec(fmt.vec_dot_type, &x).unwrap();
+        let got: Vec<u32> = simd
+            .iter()
+            .map(|k| k.vec_dot(fmt.dtype, n, &w, &a).unwrap().to_bits())
+            .collect();
+        assert!(
+            got.windows(2).all(|p| p[0] == p[1]),
+            "{}: {:?} differ across levels {:?}",
+            fmt.dtype,
+            got,
+            simd.iter().map(|k| k.level).collect::<Vec<_>>()
+        );
     }
 }
 
-/// The AVX-VNNI tiles (eight rows at a time, rows left over and short calls handed to the AVX2
-/// tile) give exactly the single AVX2 dot for every element, whatever the row count, number of
-/// activations, row length and output layout.
+/// Every level's activation quantizers (Q8_0, Q8_1, Q8_K) write exactly the scalar
+/// reference's bytes: random values, exact halves (which round away from zero), zeros, a lone
+/// maximum, tiny and huge magnitudes.
 #[test]
-fn vnni_tiles_equal_single_dots_bit_for_bit() {
-    if !edgeinfer_kernels::vnni_available() {
-        eprintln!("NOTE: this CPU has no AVX-VNNI; its tiles cannot be run here");
-        return;
-    }
-    let tiles: Vec<_> = formats().iter().filter(|f| f.tile_vnni.is_some()).collect();
-    assert_eq!(tiles.len(), 3, "Q4_0, Q4_1 and Q8_0 have VNNI tiles");
-    for fmt in tiles {
-        let (tile, dot) = (fmt.tile_vnni.unwrap(), fmt.vec_dot_avx2.unwrap());
-        for case in [
-            (8usize, 4usize, 1usize),
-            (16, 5, 2),
-            (17, 11, 3),
-            (24, 3, 5),
-            (13, 33, 18),
-            (9, 6, 130),
-            (5, 1, 18),
-            (11, 2, 7),
-            (16, 1, 130),
-        ] {
-            check_tile_equals_dot(fmt, tile, dot, case);
-        }
-    }
-}
-
-/// The dispatched activation quantizers (Q8_0, Q8_1) write exactly the scalar reference's
-/// bytes: random values, exact halves (which round away from zero), zeros, a lone maximum,
-/// tiny and huge magnitudes.
-#[test]
-fn dispatched_activation_quantizers_equal_scalar_bytes() {
-    let simd = edgeinfer_kernels::kernels();
-    let scalar = edgeinfer_kernels::scalar_kernels();
+fn every_levels_activation_quantizers_equal_scalar_bytes() {
+    let scalar = Kernels::scalar();
     let mut inputs: Vec<Vec<f32>> = vec![
         (0..256)
             .map(|i| ((i * 7919) as f32 * 0.013).sin() * 3.0)
@@ -359,17 +421,34 @@ fn dispatched_activation_quantizers_equal_scalar_bytes() {
             })
             .collect(),
     );
-    for (dtype, row) in [(DType::Q8_0, 34), (DType::Q8_1, 36)] {
-        let (a, b) = (
-            simd.act_quantizer(dtype).unwrap(),
-            scalar.act_quantizer(dtype).unwrap(),
-        );
-        for x in &inputs {
-            let n = x.len() / 32 * row;
-            let (mut qa, mut qb) = (vec![0u8; n], vec![1u8; n]);
-            a(x, &mut qa);
-            b(x, &mut qb);
-            assert_eq!(qa, qb, "{dtype} on {:?}…", &x[..4]);
+    // Q8_K takes whole 256-value blocks: the inputs above, repeated to a multiple of 256.
+    let inputs_k: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|x| {
+            x.iter()
+                .copied()
+                .cycle()
+                .take(x.len().div_ceil(256) * 256)
+                .collect()
+        })
+        .collect();
+    for k in levels() {
+        for (dtype, row, block, inputs) in [
+            (DType::Q8_0, 34, 32, &inputs),
+            (DType::Q8_1, 36, 32, &inputs),
+            (DType::Q8_K, 292, 256, &inputs_k),
+        ] {
+            let (a, b) = (
+                k.act_quantizer(dtype).unwrap(),
+                scalar.act_quantizer(dtype).unwrap(),
+            );
+            for x in inputs.iter() {
+                let n = x.len() / block * row;
+                let (mut qa, mut qb) = (vec![0u8; n], vec![1u8; n]);
+                a(x, &mut qa);
+                b(x, &mut qb);
+                assert_eq!(qa, qb, "{dtype} at {} on {:?}…", k.level, &x[..4]);
+            }
         }
     }
 }

@@ -76,7 +76,7 @@ fn check(dtype: DType, rows: usize, cols: usize, tokens: usize) {
 }
 
 fn all_shapes() {
-    for f in formats().iter().filter(|f| f.vec_dot_generic.is_some()) {
+    for f in formats().iter().filter(|f| f.has_vec_dot()) {
         let b = f.dtype.block_size().max(32);
         for &(rows, cols, tokens) in &[
             (1, b, 1),

@@ -1,7 +1,18 @@
-//! The fast transcendental functions and the fused LSTM epilogue against f64 references, and
-//! the dispatched (SIMD) epilogue against the portable one.
+//! The fast transcendental functions and the fused LSTM epilogue against f64 references; at
+//! every kernel level this CPU has, the epilogue and the f32/f16 helpers against the portable
+//! ones (within rounding) and the contract (SIMD levels, bit for bit).
 
 use edgeinfer_kernels::ops::{fast_exp, fast_sigmoid, fast_tanh, lstm_cell, lstm_cell_generic};
+use edgeinfer_kernels::{available_levels, contract, Kernels, Level};
+
+fn levels() -> Vec<&'static Kernels> {
+    let levels = available_levels();
+    eprintln!("kernel levels on this CPU: {levels:?}");
+    levels
+        .into_iter()
+        .map(|l| Kernels::for_level(l).expect("an available level has a table"))
+        .collect()
+}
 
 fn grid() -> impl Iterator<Item = f32> {
     (-200_000..=200_000).map(|i| i as f32 * 4.4e-4)
@@ -65,6 +76,26 @@ fn lstm_cell_matches_f64_and_simd_matches_portable() {
         let (mut c2, mut h2) = (c0.clone(), vec![0.0; n]);
         let (mut cr, mut hr): (Vec<f64>, Vec<f64>) =
             (c0.iter().map(|&v| v.into()).collect(), vec![0.0; n]);
+        let (mut c3, mut h3) = (c0.clone(), vec![0.0; n]);
+        contract::lstm_cell(&z, &xp, &b, &mut c3, &mut h3);
+        for k in levels() {
+            let (mut c4, mut h4) = (c0.clone(), vec![0.0; n]);
+            k.lstm_cell(&z, &xp, &b, &mut c4, &mut h4);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            // The scalar level is the portable code (checked within rounding below); every SIMD
+            // level follows the contract exactly.
+            if k.level != Level::Scalar {
+                assert_eq!(bits(&c4), bits(&c3), "n={n}: c at {}", k.level);
+                assert_eq!(bits(&h4), bits(&h3), "n={n}: h at {}", k.level);
+            }
+            for j in 0..n {
+                assert!(
+                    (c4[j] - c3[j]).abs() < 1e-6 && (h4[j] - h3[j]).abs() < 1e-6,
+                    "n={n} j={j} at {}",
+                    k.level
+                );
+            }
+        }
         lstm_cell(&z, &xp, &b, &mut c1, &mut h1);
         lstm_cell_generic(&z, &xp, &b, &mut c2, &mut h2);
         reference(&z, &xp, &b, &mut cr, &mut hr);
@@ -120,6 +151,86 @@ fn lstm_cell_saturates_without_nan() {
                 h[j],
                 hr[j]
             );
+        }
+    }
+}
+
+/// The f32 and f16 helpers attention uses, at every level: `to_f16` exact at every level; dot
+/// and axpy equal to the contract bit for bit at the SIMD levels and within rounding of the
+/// scalar ones at all.
+#[test]
+fn f32_and_f16_helpers_at_every_level() {
+    let g = Kernels::scalar();
+    for k in levels() {
+        for n in [0usize, 1, 7, 8, 15, 16, 17, 31, 32, 33, 64, 100, 257] {
+            let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+            let y: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos() - 0.2).collect();
+            let (mut h, mut hg) = (vec![0u16; n], vec![0u16; n]);
+            k.to_f16(&x, &mut h);
+            g.to_f16(&x, &mut hg);
+            assert_eq!(h, hg, "f32 -> f16 rounding at {}, n={n}", k.level);
+            let mag: f32 = x.iter().zip(&y).map(|(a, b)| (a * b).abs()).sum::<f32>() + 1.0;
+            let pairs = [
+                (
+                    k.dot_f32(&x, &y),
+                    contract::dot_f32(&x, &y),
+                    g.dot_f32(&x, &y),
+                ),
+                (
+                    k.dot_f32_f16(&y, &h),
+                    contract::dot_f32_f16(&y, &h),
+                    g.dot_f32_f16(&y, &h),
+                ),
+            ];
+            for (i, (got, ordered, plain)) in pairs.into_iter().enumerate() {
+                assert!(
+                    (got - plain).abs() <= 1e-5 * mag,
+                    "dot {i} at {}, n={n}",
+                    k.level
+                );
+                if k.level != Level::Scalar {
+                    assert_eq!(
+                        got.to_bits(),
+                        ordered.to_bits(),
+                        "dot {i} at {}, n={n}",
+                        k.level
+                    );
+                }
+            }
+            let run = |f: &dyn Fn(&mut [f32])| {
+                let mut v = y.clone();
+                f(&mut v);
+                v
+            };
+            let axpys = [
+                (
+                    run(&|v| k.axpy(0.5, &x, v)),
+                    run(&|v| contract::axpy(0.5, &x, v)),
+                    run(&|v| g.axpy(0.5, &x, v)),
+                ),
+                (
+                    run(&|v| k.axpy_f16(-1.5, &h, v)),
+                    run(&|v| contract::axpy_f16(-1.5, &h, v)),
+                    run(&|v| g.axpy_f16(-1.5, &h, v)),
+                ),
+            ];
+            for (i, (got, ordered, plain)) in axpys.into_iter().enumerate() {
+                for j in 0..n {
+                    assert!(
+                        (got[j] - plain[j]).abs() <= 1e-6 * (1.0 + plain[j].abs()),
+                        "axpy {i} at {}, n={n}, j={j}",
+                        k.level
+                    );
+                    if k.level != Level::Scalar {
+                        assert_eq!(
+                            got[j].to_bits(),
+                            ordered[j].to_bits(),
+                            "axpy {i} at {}, n={n}, j={j}",
+                            k.level
+                        );
+                    }
+                }
+            }
         }
     }
 }

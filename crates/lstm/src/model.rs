@@ -95,7 +95,7 @@ impl Loader<'_> {
                 actual: info.shape.clone(),
             });
         }
-        if format(info.dtype).is_none_or(|f| f.vec_dot().is_none()) {
+        if format(info.dtype).is_none_or(|f| !f.has_vec_dot()) {
             return Err(LstmError::UnsupportedTensorType {
                 name: name.into(),
                 dtype: info.dtype,

@@ -93,7 +93,7 @@ impl Loader<'_> {
                 actual: info.shape.clone(),
             });
         }
-        let supported = format(info.dtype).is_some_and(|f| f.vec_dot().is_some());
+        let supported = format(info.dtype).is_some_and(|f| f.has_vec_dot());
         if !supported {
             return Err(TransformerError::UnsupportedTensorType {
                 name: name.to_string(),

@@ -1,7 +1,8 @@
-//! AVX2 + FMA + F16C dot products. Each public function here is a safe wrapper installed in the
-//! dispatch table only after `is_x86_feature_detected!` confirmed avx2, fma and f16c (see
-//! `dispatch.rs`); callers never reach them otherwise. The scalar twins live in `formats.rs`
-//! under the same name with `_generic`, and tests check that both agree.
+//! AVX2 + FMA + F16C kernels: the block dot products (Q5, K-quants, float rows), the f32/f16
+//! helpers, the activation quantizers and the LSTM epilogue, plus the register helpers the
+//! tiles share. Each public function is a safe wrapper plugged into a kernel table only by
+//! `plug_avx2`, after detection confirmed avx2, fma and f16c; the scalar twins live in
+//! `generic::formats` (`*_generic`) and the float order each follows is `crate::contract`'s.
 //!
 //! Slices are indexed through raw pointers inside the `unsafe` target-feature functions; every
 //! wrapper first checks that `w` and `a` hold the `n / block` blocks the loops read.
@@ -10,14 +11,8 @@
 
 use std::arch::x86_64::*;
 
-use crate::formats::{QK, QK_K};
-
-/// Whether this CPU has everything the kernels in this module use.
-pub(crate) fn detected() -> bool {
-    is_x86_feature_detected!("avx2")
-        && is_x86_feature_detected!("fma")
-        && is_x86_feature_detected!("f16c")
-}
+use crate::contract::safe_wrapper;
+use crate::generic::formats::{QK, QK_K};
 
 /// Two f16 values at `p` (4 bytes) as f32 in lanes 0 and 1. A `movd` load: it zero-extends the
 /// register, so the conversion carries no false dependency on an accumulator.
@@ -30,7 +25,7 @@ unsafe fn f16x2(p: *const u8) -> __m128 {
 /// One f16 at `p` (reads exactly 2 bytes), broadcast before conversion so the result does not
 /// depend on any register's old contents.
 #[inline(always)]
-unsafe fn f16_load(p: *const u8) -> f32 {
+pub(super) unsafe fn f16_load(p: *const u8) -> f32 {
     // SAFETY: caller guarantees 2 readable bytes at p and F16C enabled.
     unsafe {
         let h = (p as *const u16).read_unaligned();
@@ -55,7 +50,7 @@ unsafe fn hsum_ps(v: __m256) -> f32 {
 /// broadcast to both lanes by a load (`vbroadcasti128`) and the high lane shifted by a
 /// per-lane variable shift, which keeps the shuffle port free.
 #[inline(always)]
-unsafe fn nibbles32(p: *const u8) -> __m256i {
+pub(super) unsafe fn nibbles32(p: *const u8) -> __m256i {
     // SAFETY: caller guarantees 16 readable bytes at p.
     unsafe {
         let both = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
@@ -103,31 +98,8 @@ unsafe fn mul_sum_u8_i8(x: __m256i, y: __m256i) -> __m256 {
     }
 }
 
-fn check(n: usize, w: &[u8], wsize: usize, a: &[u8], asize: usize, block: usize) -> usize {
-    let nb = n / block;
-    assert!(
-        w.len() >= nb * wsize && a.len() >= nb * asize,
-        "dot product operands shorter than {n} elements"
-    );
-    nb
-}
-
-macro_rules! safe_wrapper {
-    ($name:ident, $inner:ident, $wsize:expr, $asize:expr, $block:expr) => {
-        pub(crate) fn $name(n: usize, w: &[u8], a: &[u8]) -> f32 {
-            let nb = check(n, w, $wsize, a, $asize, $block);
-            // SAFETY: installed in the dispatch table only when `detected()` is true, and the
-            // operands hold `nb` whole blocks (checked just above).
-            unsafe { $inner(nb, w.as_ptr(), a.as_ptr()) }
-        }
-    };
-}
-
-safe_wrapper!(dot_q4_0_q8_0_avx2, q4_0_q8_0, 18, 34, QK);
-safe_wrapper!(dot_q4_1_q8_1_avx2, q4_1_q8_1, 20, 36, QK);
 safe_wrapper!(dot_q5_0_q8_0_avx2, q5_0_q8_0, 22, 34, QK);
 safe_wrapper!(dot_q5_1_q8_1_avx2, q5_1_q8_1, 24, 36, QK);
-safe_wrapper!(dot_q8_0_q8_0_avx2, q8_0_q8_0, 34, 34, QK);
 safe_wrapper!(dot_q4_k_q8_k_avx2, q4_k_q8_k, 144, 292, QK_K);
 safe_wrapper!(dot_q6_k_q8_k_avx2, q6_k_q8_k, 210, 292, QK_K);
 safe_wrapper!(dot_q2_k_q8_k_avx2, q2_k_q8_k, 84, 292, QK_K);
@@ -194,8 +166,8 @@ unsafe fn k4_group(
     // SAFETY: bs points to the 16 block sums and q8 to the 256 activations of one Q8_K block
     // (guaranteed by the calling kernel); j < 4.
     unsafe {
-        let (s1, m1) = crate::formats::scale_min_k4(2 * j, sc);
-        let (s2, m2) = crate::formats::scale_min_k4(2 * j + 1, sc);
+        let (s1, m1) = crate::generic::formats::scale_min_k4(2 * j, sc);
+        let (s2, m2) = crate::generic::formats::scale_min_k4(2 * j + 1, sc);
         let bsum = |k: usize| i32::from(bs.add(k).read_unaligned());
         let summ = i32::from(m1) * (bsum(4 * j) + bsum(4 * j + 1))
             + i32::from(m2) * (bsum(4 * j + 2) + bsum(4 * j + 3));
@@ -386,7 +358,8 @@ unsafe fn q3_k_q8_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
             let xb = x.add(i * 110);
             let yb = y.add(i * 292);
             let d = (yb as *const f32).read_unaligned() * f16_load(xb.add(108));
-            let scales = crate::formats::q3_k_scales(std::slice::from_raw_parts(xb.add(96), 12));
+            let scales =
+                crate::generic::formats::q3_k_scales(std::slice::from_raw_parts(xb.add(96), 12));
             let hm = _mm256_loadu_si256(xb as *const __m256i);
             let mut sumi = _mm256_setzero_si256();
             for n in 0..2 {
@@ -726,7 +699,7 @@ pub(crate) fn q8_0_from_f32(src: &[f32], dst: &mut [u8]) {
     for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(34)) {
         // SAFETY: only installed when `detected()`; x holds 32 values, b 34 bytes.
         let (d, _) = unsafe { q8_block(x.as_ptr(), b.as_mut_ptr().add(2)) };
-        crate::formats::put_f16(b, 0, d);
+        crate::generic::formats::put_f16(b, 0, d);
     }
 }
 
@@ -735,8 +708,8 @@ pub(crate) fn q8_1_from_f32(src: &[f32], dst: &mut [u8]) {
     for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(36)) {
         // SAFETY: only installed when `detected()`; x holds 32 values, b 36 bytes.
         let (d, sum) = unsafe { q8_block(x.as_ptr(), b.as_mut_ptr().add(4)) };
-        crate::formats::put_f16(b, 0, d);
-        crate::formats::put_f16(b, 2, sum as f32 * d);
+        crate::generic::formats::put_f16(b, 0, d);
+        crate::generic::formats::put_f16(b, 2, sum as f32 * d);
     }
 }
 
@@ -745,67 +718,6 @@ pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     let n = x.len().min(y.len());
     // SAFETY: only installed when `detected()`; both pointers cover n values.
     unsafe { axpy_ptr(n, a, x.as_ptr(), y.as_mut_ptr()) }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Tile kernels: out[r · row_stride + t · tok_stride] = W_r · A_t for `rows` weight rows and `n_acts`
-// activation rows, inside one target-feature function (no call per row), each unpacked weight
-// block reused for four activation rows at a time.
-
-#[allow(clippy::too_many_arguments)]
-fn check_tile(
-    nb: usize,
-    w: &[u8],
-    wsize: usize,
-    rows: usize,
-    a: &[u8],
-    asize: usize,
-    n_acts: usize,
-    out: &[f32],
-    row_stride: usize,
-    tok_stride: usize,
-) {
-    let last = |n: usize, stride: usize| n.saturating_sub(1).checked_mul(stride);
-    let need = match (last(rows, row_stride), last(n_acts, tok_stride)) {
-        _ if rows == 0 || n_acts == 0 => Some(0),
-        (Some(r), Some(t)) => r.checked_add(t).and_then(|v| v.checked_add(1)),
-        _ => None,
-    };
-    assert!(
-        w.len() >= rows * nb * wsize
-            && a.len() >= n_acts * nb * asize
-            && need.is_some_and(|need| out.len() >= need),
-        "tile operands too short"
-    );
-}
-
-/// How far ahead of the current weight block to prefetch.
-const PREFETCH_BYTES: usize = 2048;
-
-#[inline(always)]
-fn prefetch_ahead(p: *const u8) {
-    // SAFETY: a prefetch is a hint: it never faults, whatever the address, and reads nothing
-    // into the program's state. `wrapping_add` keeps the pointer arithmetic defined.
-    unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES) as *const i8) }
-}
-
-/// How far ahead the single-vector kernels prefetch their weight rows: a decode step streams
-/// ~100 MB with one row stream per thread, and 4 KiB ahead beat 2 KiB in paired decode runs
-/// (1 thread 7 of 9, medians +6 %; 2 threads +6 %).
-const ROW_PREFETCH_BYTES: usize = 4096;
-
-/// Prefetch a whole weight row ahead before the single-vector kernel walks it: the hardware
-/// prefetcher stops at every 4 KiB page of the mapped file.
-#[inline(always)]
-fn prefetch_row(row: *const u8, bytes: usize) {
-    let mut off = 0;
-    while off < bytes {
-        let p = row.wrapping_add(off + ROW_PREFETCH_BYTES);
-        // SAFETY: a prefetch is a hint: it never faults, whatever the address, and reads
-        // nothing into the program's state. `wrapping_add` keeps the arithmetic defined.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
-        off += 64;
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -868,543 +780,3 @@ pub(crate) fn to_f16(x: &[f32], y: &mut [u16]) {
     // SAFETY: only installed when `detected()`; both pointers cover n values.
     unsafe { to_f16_ptr(n, x.as_ptr(), y.as_mut_ptr()) }
 }
-
-// ---------------------------------------------------------------------------------------------
-// Integer-sum kernels for weights against Q8_0 activations: each block's 32 products are summed
-// exactly in i32 to one value S before any float work, then acc[i mod 4] += (d_w · d_a) · S.
-// One horizontal reduction serves four blocks (single vector) or four activation rows (tile),
-// so a block costs one float lane instead of an 8-lane convert and FMA. The single-vector and
-// tile kernels perform the same float operations in the same order: a token's result is
-// bit-identical in a batch and alone.
-
-/// [Σa, Σb, Σc, Σd] over the eight i32 lanes of each (exact).
-#[inline(always)]
-unsafe fn hsum4_epi32(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m128i {
-    // SAFETY: pure register arithmetic under the caller's target features.
-    unsafe {
-        let abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
-        _mm_add_epi32(
-            _mm256_castsi256_si128(abcd),
-            _mm256_extracti128_si256::<1>(abcd),
-        )
-    }
-}
-
-/// The f16 values at `p + k·stride` for `k < m` (zero beyond), as four f32.
-#[inline(always)]
-unsafe fn f16x4_strided(p: *const u8, stride: usize, m: usize) -> __m128 {
-    // SAFETY: the caller guarantees 2 readable bytes at p + k·stride for every k < m.
-    unsafe {
-        let h = |k: usize| {
-            if k < m {
-                (p.add(k * stride) as *const u16).read_unaligned() as i16
-            } else {
-                0
-            }
-        };
-        _mm_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), 0, 0, 0, 0))
-    }
-}
-
-/// Eight i32 partial sums of a weight block's 32 signed quants (`ax` = |q|, `qx` = q) times
-/// the Q8_0 activation block at `y`.
-#[inline(always)]
-unsafe fn isum_q8(ax: __m256i, qx: __m256i, y: *const u8) -> __m256i {
-    // SAFETY: the caller guarantees a 34-byte block at y.
-    unsafe {
-        let sy = _mm256_sign_epi8(_mm256_loadu_si256(y.add(2) as *const __m256i), qx);
-        _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1))
-    }
-}
-
-/// (|q|, q) of a Q8_0 block's quants.
-#[inline(always)]
-unsafe fn quants_q8_0(xb: *const u8) -> (__m256i, __m256i) {
-    // SAFETY: the caller guarantees a 34-byte block at xb.
-    unsafe {
-        let qx = _mm256_loadu_si256(xb.add(2) as *const __m256i);
-        (_mm256_sign_epi8(qx, qx), qx)
-    }
-}
-
-/// (|q|, q) of a Q4_0 block's quants (nibbles minus 8).
-#[inline(always)]
-unsafe fn quants_q4_0(xb: *const u8) -> (__m256i, __m256i) {
-    // SAFETY: the caller guarantees an 18-byte block at xb.
-    unsafe {
-        let qx = _mm256_sub_epi8(nibbles32(xb.add(2)), _mm256_set1_epi8(8));
-        (_mm256_sign_epi8(qx, qx), qx)
-    }
-}
-
-/// Per lane: (acc0 + acc1) + (acc2 + acc3), the fixed order both kernel kinds use.
-#[inline(always)]
-unsafe fn sum_residues(acc0: __m128, acc1: __m128, acc2: __m128, acc3: __m128) -> __m128 {
-    // SAFETY: pure register arithmetic under the caller's target features.
-    unsafe { _mm_add_ps(_mm_add_ps(acc0, acc1), _mm_add_ps(acc2, acc3)) }
-}
-
-/// Blocks of activation scales a tile precomputes on the stack; longer rows fall back to the
-/// single-vector kernel per activation (same results).
-const TILE_MAX_BLOCKS: usize = 128;
-
-/// The safe tile entry `$name` (the [`crate::Tile`] signature): checks the operands, then
-/// calls the AVX2 body `$inner` over blocks of `$wsize` weight and `$asize` activation bytes.
-macro_rules! tile_wrapper {
-    ($name:ident, $inner:expr, $wsize:expr, $asize:expr) => {
-        #[allow(clippy::too_many_arguments)]
-        pub(crate) fn $name(
-            n: usize,
-            w: &[u8],
-            rows: usize,
-            a: &[u8],
-            n_acts: usize,
-            out: &mut [f32],
-            row_stride: usize,
-            tok_stride: usize,
-        ) {
-            let nb = n / QK;
-            check_tile(
-                nb, w, $wsize, rows, a, $asize, n_acts, out, row_stride, tok_stride,
-            );
-            // SAFETY: installed in the dispatch table only when `detected()` is true; the
-            // operand lengths were checked just above.
-            unsafe {
-                $inner(
-                    nb,
-                    w.as_ptr(),
-                    rows,
-                    a.as_ptr(),
-                    n_acts,
-                    out.as_mut_ptr(),
-                    row_stride,
-                    tok_stride,
-                )
-            }
-        }
-    };
-}
-
-/// Run `$block!(i, k)` for every block `i < $nb` with `k = i mod 4` a literal, so each of
-/// the four residue accumulators is named statically and stays in a register.
-macro_rules! by_residue {
-    ($nb:expr, $block:ident) => {{
-        let nb = $nb;
-        let mut i = 0;
-        while i + 4 <= nb {
-            $block!(i, 0);
-            $block!(i + 1, 1);
-            $block!(i + 2, 2);
-            $block!(i + 3, 3);
-            i += 4;
-        }
-        if i < nb {
-            $block!(i, 0);
-        }
-        if i + 1 < nb {
-            $block!(i + 1, 1);
-        }
-        if i + 2 < nb {
-            $block!(i + 2, 2);
-        }
-    }};
-}
-
-/// Four results to `o`, `o + stride`, `o + 2·stride`, `o + 3·stride`.
-#[inline(always)]
-unsafe fn store4(o: *mut f32, stride: usize, v: __m128) {
-    // SAFETY: the caller guarantees the four addresses are writable.
-    unsafe {
-        let mut x = [0f32; 4];
-        _mm_storeu_ps(x.as_mut_ptr(), v);
-        for (k, x) in x.iter().enumerate() {
-            *o.add(k * stride) = *x;
-        }
-    }
-}
-
-/// The layout of a tile call: weight rows, bytes per weight and activation row, output
-/// strides.
-struct TileGeom {
-    rows: usize,
-    wrb: usize,
-    arb: usize,
-    row_stride: usize,
-    tok_stride: usize,
-}
-
-/// Activations `t..n_acts` of a tile one at a time with the single-vector kernel `dot`, each
-/// weight row prefetched before it is walked.
-#[inline(always)]
-unsafe fn single_tail(
-    g: &TileGeom,
-    w: *const u8,
-    a: *const u8,
-    t: usize,
-    n_acts: usize,
-    out: *mut f32,
-    dot: impl Fn(*const u8, *const u8) -> f32,
-) {
-    // SAFETY: the caller guarantees the tile's operands (checked by `check_tile`).
-    unsafe {
-        if t >= n_acts {
-            return;
-        }
-        for r in 0..g.rows {
-            let wr = w.add(r * g.wrb);
-            prefetch_row(wr, g.wrb);
-            for u in t..n_acts {
-                *out.add(r * g.row_stride + u * g.tok_stride) = dot(wr, a.add(u * g.arb));
-            }
-        }
-    }
-}
-
-/// The exact sums Σ q·a of one weight block against four activation rows (at `y`, `y + arb`,
-/// …). `signed`: quants as (|q|, q) with the sign moved onto the activations. `unsigned`:
-/// quants stored with an offset (q = u − off), summed as u·a and corrected by off·Σa, with
-/// `asum_off` the precomputed off·Σa of the four rows (no sign operations per row).
-macro_rules! tile_block_sums {
-    ([signed], $quants:ident, $xb:expr, $y:expr, $arb:expr, $asum_off:expr) => {{
-        let (ax, qx) = $quants($xb);
-        let (y, arb) = ($y, $arb);
-        hsum4_epi32(
-            isum_q8(ax, qx, y),
-            isum_q8(ax, qx, y.add(arb)),
-            isum_q8(ax, qx, y.add(2 * arb)),
-            isum_q8(ax, qx, y.add(3 * arb)),
-        )
-    }};
-    ([unsigned($uq:ident, $off:expr)], $quants:ident, $xb:expr, $y:expr, $arb:expr, $asum_off:expr) => {{
-        let u = $uq($xb);
-        let (y, arb) = ($y, $arb);
-        let s = hsum4_epi32(
-            isum_u8(u, y),
-            isum_u8(u, y.add(arb)),
-            isum_u8(u, y.add(2 * arb)),
-            isum_u8(u, y.add(3 * arb)),
-        );
-        _mm_sub_epi32(s, $asum_off)
-    }};
-}
-
-/// Eight i32 partial sums of 32 unsigned weight quants times the Q8_0 activation block at `y`.
-#[inline(always)]
-unsafe fn isum_u8(u: __m256i, y: *const u8) -> __m256i {
-    // SAFETY: the caller guarantees a 34-byte block at y.
-    unsafe {
-        let qy = _mm256_loadu_si256(y.add(2) as *const __m256i);
-        _mm256_madd_epi16(_mm256_maddubs_epi16(u, qy), _mm256_set1_epi16(1))
-    }
-}
-
-/// Σ a of the four Q8_0 activation blocks at `y`, `y + arb`, …, times `off`.
-#[inline(always)]
-unsafe fn asum4_times(y: *const u8, arb: usize, off: i32) -> __m128i {
-    // SAFETY: the caller guarantees four 34-byte blocks at those addresses.
-    unsafe {
-        let ones = _mm256_set1_epi8(1);
-        let s = hsum4_epi32(
-            isum_u8(ones, y),
-            isum_u8(ones, y.add(arb)),
-            isum_u8(ones, y.add(2 * arb)),
-            isum_u8(ones, y.add(3 * arb)),
-        );
-        _mm_mullo_epi32(s, _mm_set1_epi32(off))
-    }
-}
-
-/// The unsigned nibbles of a Q4_0 block (q + 8).
-#[inline(always)]
-unsafe fn nibbles_q4_0(xb: *const u8) -> __m256i {
-    // SAFETY: the caller guarantees an 18-byte block at xb.
-    unsafe { nibbles32(xb.add(2)) }
-}
-
-macro_rules! int_kernels {
-    (@asum [signed], $dst:expr, $y:expr, $arb:expr) => {};
-    (@asum [unsigned($uq:ident, $off:expr)], $dst:expr, $y:expr, $arb:expr) => {
-        $dst = asum4_times($y, $arb, $off)
-    };
-    ($single:ident, $tile:ident, $tile_inner:ident, $wsize:expr, $quants:ident, $mode:tt) => {
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn $single(nb: usize, x: *const u8, y: *const u8) -> f32 {
-            // SAFETY: x holds nb weight blocks and y nb Q8_0 blocks (checked by the wrapper).
-            unsafe {
-                // Lane j accumulates the blocks i ≡ j (mod 4). `m` blocks from block `i`
-                // (4 in the main loop, where the bounds tests fold away).
-                macro_rules! group {
-                    ($i:expr, $m:expr) => {{
-                        let (i, m) = ($i, $m);
-                        let part = |j: usize| {
-                            if j < m {
-                                let (ax, qx) = $quants(x.add((i + j) * $wsize));
-                                isum_q8(ax, qx, y.add((i + j) * 34))
-                            } else {
-                                _mm256_setzero_si256()
-                            }
-                        };
-                        let s = hsum4_epi32(part(0), part(1), part(2), part(3));
-                        let d = _mm_mul_ps(
-                            f16x4_strided(x.add(i * $wsize), $wsize, m),
-                            f16x4_strided(y.add(i * 34), 34, m),
-                        );
-                        (d, _mm_cvtepi32_ps(s))
-                    }};
-                }
-                let mut acc = _mm_setzero_ps();
-                let mut i = 0;
-                while i + 4 <= nb {
-                    let (d, s) = group!(i, 4);
-                    acc = _mm_fmadd_ps(d, s, acc);
-                    i += 4;
-                }
-                if i < nb {
-                    let (d, s) = group!(i, nb - i);
-                    acc = _mm_fmadd_ps(d, s, acc);
-                }
-                sum_lanes(acc)
-            }
-        }
-
-        tile_wrapper!($tile, $tile_inner, $wsize, 34);
-
-        #[allow(clippy::too_many_arguments)]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn $tile_inner(
-            nb: usize,
-            w: *const u8,
-            rows: usize,
-            a: *const u8,
-            n_acts: usize,
-            out: *mut f32,
-            row_stride: usize,
-            tok_stride: usize,
-        ) {
-            // SAFETY: w holds rows·nb weight blocks, a n_acts·nb Q8_0 blocks and out
-            // (rows-1)·row_stride + (n_acts-1)·tok_stride + 1 values (checked by the wrapper).
-            unsafe {
-                let (wrb, arb) = (nb * $wsize, nb * 34);
-                let mut t = 0;
-                let mut ad = [_mm_setzero_ps(); TILE_MAX_BLOCKS];
-                // Used only by kernels whose quants carry an offset.
-                #[allow(unused_mut, unused_variables)]
-                let mut asum_off = [_mm_setzero_si128(); TILE_MAX_BLOCKS];
-                while t + 4 <= n_acts && nb <= TILE_MAX_BLOCKS {
-                    let a0 = a.add(t * arb);
-                    // The four activations' scales (and for offset quants off·Σa) of each
-                    // block, once for all rows.
-                    for i in 0..nb {
-                        ad[i] = f16x4_strided(a0.add(i * 34), arb, 4);
-                        int_kernels!(@asum $mode, asum_off[i], a0.add(i * 34), arb);
-                    }
-                    for r in 0..rows {
-                        let wr = w.add(r * wrb);
-                        let mut accs = [_mm_setzero_ps(); 4];
-                        macro_rules! block {
-                            ($i:expr, $k:literal) => {{
-                                let i = $i;
-                                let xb = wr.add(i * $wsize);
-                                prefetch_ahead(xb);
-                                let y = a0.add(i * 34);
-                                let s = tile_block_sums!($mode, $quants, xb, y, arb, asum_off[i]);
-                                let d = _mm_mul_ps(_mm_set1_ps(f16_load(xb)), ad[i]);
-                                accs[$k] = _mm_fmadd_ps(d, _mm_cvtepi32_ps(s), accs[$k]);
-                            }};
-                        }
-                        by_residue!(nb, block);
-                        let sum = sum_residues(accs[0], accs[1], accs[2], accs[3]);
-                        store4(out.add(r * row_stride + t * tok_stride), tok_stride, sum);
-                    }
-                    t += 4;
-                }
-                // The activations left over (or rows too long for `ad`): one at a time.
-                let geom = TileGeom { rows, wrb, arb, row_stride, tok_stride };
-                single_tail(&geom, w, a, t, n_acts, out, |w, a| $single(nb, w, a));
-            }
-        }
-    };
-}
-
-int_kernels!(
-    q8_0_q8_0,
-    tile_q8_0_q8_0_avx2,
-    tile_q8_0_q8_0,
-    34,
-    quants_q8_0,
-    [signed]
-);
-int_kernels!(
-    q4_0_q8_0,
-    tile_q4_0_q8_0_avx2,
-    tile_q4_0_q8_0,
-    18,
-    quants_q4_0,
-    [unsigned(nibbles_q4_0, 8)]
-);
-
-/// Lanes 0..4 of `acc` as four single-lane vectors summed by [`sum_residues`]: lane 0 of the
-/// result is what the tile computes for one activation.
-#[inline(always)]
-unsafe fn sum_lanes(acc: __m128) -> f32 {
-    // SAFETY: pure register arithmetic under the caller's target features.
-    unsafe {
-        let z = _mm_setzero_ps();
-        let l1 = _mm_move_ss(z, _mm_shuffle_ps::<0b01_01_01_01>(acc, acc));
-        let l2 = _mm_move_ss(z, _mm_movehl_ps(acc, acc));
-        let l3 = _mm_move_ss(z, _mm_shuffle_ps::<0b11_11_11_11>(acc, acc));
-        _mm_cvtss_f32(sum_residues(_mm_move_ss(z, acc), l1, l2, l3))
-    }
-}
-
-/// The 4-byte f16 pairs at `p + k·stride` for `k < m` (zero beyond) as eight f32:
-/// `[a0, b0, a1, b1, a2, b2, a3, b3]`.
-#[inline(always)]
-unsafe fn f16_pairs4(p: *const u8, stride: usize, m: usize) -> __m256 {
-    // SAFETY: the caller guarantees 4 readable bytes at p + k·stride for every k < m.
-    unsafe {
-        let w = |k: usize| {
-            if k < m {
-                (p.add(k * stride) as *const i32).read_unaligned()
-            } else {
-                0
-            }
-        };
-        _mm256_cvtph_ps(_mm_setr_epi32(w(0), w(1), w(2), w(3)))
-    }
-}
-
-/// Q4_1 · Q8_1 with integer block sums: Σ (d_w·q + m_w)(d_a·a) = d_w·d_a·Σq·a + m_w·s_a, where
-/// `s_a` is the activation block's stored d_a·Σa. The first term accumulates by block residue
-/// as in `int_kernels!`, the second as rounded products added by residue.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_1_q8_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
-    // SAFETY: x holds nb blocks of 20 bytes and y nb blocks of 36 (checked by the wrapper).
-    unsafe {
-        macro_rules! group {
-            ($i:expr, $m:expr) => {{
-                let (i, m) = ($i, $m);
-                let part = |j: usize| {
-                    if j < m {
-                        isum_q4_1(nibbles32(x.add((i + j) * 20 + 4)), y.add((i + j) * 36))
-                    } else {
-                        _mm256_setzero_si256()
-                    }
-                };
-                let s = hsum4_epi32(part(0), part(1), part(2), part(3));
-                // [d_w·d_a, m_w·s_a] of each block, interleaved, then split.
-                let p = _mm256_mul_ps(
-                    f16_pairs4(x.add(i * 20), 20, m),
-                    f16_pairs4(y.add(i * 36), 36, m),
-                );
-                let p = _mm256_permutevar8x32_ps(p, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
-                (
-                    _mm256_castps256_ps128(p),
-                    _mm_cvtepi32_ps(s),
-                    _mm256_extractf128_ps::<1>(p),
-                )
-            }};
-        }
-        let (mut acc, mut ext) = (_mm_setzero_ps(), _mm_setzero_ps());
-        let mut i = 0;
-        while i + 4 <= nb {
-            let (d, s, ms) = group!(i, 4);
-            acc = _mm_fmadd_ps(d, s, acc);
-            ext = _mm_add_ps(ext, ms);
-            i += 4;
-        }
-        if i < nb {
-            let (d, s, ms) = group!(i, nb - i);
-            acc = _mm_fmadd_ps(d, s, acc);
-            ext = _mm_add_ps(ext, ms);
-        }
-        sum_lanes(acc) + sum_lanes(ext)
-    }
-}
-
-/// Eight i32 partial sums of 32 unsigned weight quants times the Q8_1 activation block at `y`.
-#[inline(always)]
-unsafe fn isum_q4_1(qx: __m256i, y: *const u8) -> __m256i {
-    // SAFETY: the caller guarantees a 36-byte block at y.
-    unsafe {
-        let qy = _mm256_loadu_si256(y.add(4) as *const __m256i);
-        _mm256_madd_epi16(_mm256_maddubs_epi16(qx, qy), _mm256_set1_epi16(1))
-    }
-}
-
-tile_wrapper!(tile_q4_1_q8_1_avx2, tile_q4_1_q8_1, 20, 36);
-
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_q4_1_q8_1(
-    nb: usize,
-    w: *const u8,
-    rows: usize,
-    a: *const u8,
-    n_acts: usize,
-    out: *mut f32,
-    row_stride: usize,
-    tok_stride: usize,
-) {
-    // SAFETY: w holds rows·nb blocks of 20 bytes, a n_acts·nb blocks of 36 and out
-    // (rows-1)·row_stride + (n_acts-1)·tok_stride + 1 values (checked by the wrapper).
-    unsafe {
-        let (wrb, arb) = (nb * 20, nb * 36);
-        let mut t = 0;
-        let mut ad = [_mm_setzero_ps(); TILE_MAX_BLOCKS];
-        let mut sa = [_mm_setzero_ps(); TILE_MAX_BLOCKS];
-        while t + 4 <= n_acts && nb <= TILE_MAX_BLOCKS {
-            let a0 = a.add(t * arb);
-            for i in 0..nb {
-                ad[i] = f16x4_strided(a0.add(i * 36), arb, 4);
-                sa[i] = f16x4_strided(a0.add(i * 36 + 2), arb, 4);
-            }
-            for r in 0..rows {
-                let wr = w.add(r * wrb);
-                let mut accs = [_mm_setzero_ps(); 4];
-                let mut exts = [_mm_setzero_ps(); 4];
-                macro_rules! block {
-                    ($i:expr, $k:literal) => {{
-                        let i = $i;
-                        let xb = wr.add(i * 20);
-                        prefetch_ahead(xb);
-                        let qx = nibbles32(xb.add(4));
-                        let y = a0.add(i * 36);
-                        let s = hsum4_epi32(
-                            isum_q4_1(qx, y),
-                            isum_q4_1(qx, y.add(arb)),
-                            isum_q4_1(qx, y.add(2 * arb)),
-                            isum_q4_1(qx, y.add(3 * arb)),
-                        );
-                        let d = _mm_mul_ps(_mm_set1_ps(f16_load(xb)), ad[i]);
-                        accs[$k] = _mm_fmadd_ps(d, _mm_cvtepi32_ps(s), accs[$k]);
-                        let ms = _mm_mul_ps(_mm_set1_ps(f16_load(xb.add(2))), sa[i]);
-                        exts[$k] = _mm_add_ps(exts[$k], ms);
-                    }};
-                }
-                by_residue!(nb, block);
-                let sum = _mm_add_ps(
-                    sum_residues(accs[0], accs[1], accs[2], accs[3]),
-                    sum_residues(exts[0], exts[1], exts[2], exts[3]),
-                );
-                store4(out.add(r * row_stride + t * tok_stride), tok_stride, sum);
-            }
-            t += 4;
-        }
-        let geom = TileGeom {
-            rows,
-            wrb,
-            arb,
-            row_stride,
-            tok_stride,
-        };
-        single_tail(&geom, w, a, t, n_acts, out, |w, a| q4_1_q8_1(nb, w, a));
-    }
-}
-
-mod vnni;
-pub(crate) use vnni::{
-    detected as vnni_detected, tile_q4_0_q8_0_vnni, tile_q4_1_q8_1_vnni, tile_q8_0_q8_0_vnni,
-};

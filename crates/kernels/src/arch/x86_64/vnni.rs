@@ -16,15 +16,10 @@
 
 use std::arch::x86_64::*;
 
-use super::{
-    check_tile, f16_load, f16x4_strided, hsum4_epi32, nibbles32, prefetch_row, sum_lanes, TileGeom,
-};
-use crate::formats::QK;
-
-/// Whether the CPU has AVX-VNNI on top of what the AVX2 kernels need.
-pub(crate) fn detected() -> bool {
-    super::detected() && is_x86_feature_detected!("avxvnni")
-}
+use super::avx2::{f16_load, nibbles32};
+use super::avx2_tiles::{f16x4_strided, hsum4_epi32, prefetch_row, sum_lanes};
+use crate::contract::{tile_wrapper, TileGeom};
+use crate::generic::formats::QK;
 
 /// A weight format the VNNI tile handles: blocks of `W` bytes whose 32 quants, read as unsigned
 /// bytes u, are q = u − `OFF`; activation blocks of `A` bytes (f16 scale first, quants at `AQ`).
@@ -49,7 +44,7 @@ struct Q4_0;
 struct Q4_1;
 
 impl Format for Q8_0 {
-    const AVX2: Avx2Tile = super::tile_q8_0_q8_0;
+    const AVX2: Avx2Tile = super::avx2_tiles::tile_q8_0_q8_0;
     const W: usize = 34;
     const A: usize = 34;
     const AQ: usize = 2;
@@ -66,7 +61,7 @@ impl Format for Q8_0 {
 }
 
 impl Format for Q4_0 {
-    const AVX2: Avx2Tile = super::tile_q4_0_q8_0;
+    const AVX2: Avx2Tile = super::avx2_tiles::tile_q4_0_q8_0;
     const W: usize = 18;
     const A: usize = 34;
     const AQ: usize = 2;
@@ -80,7 +75,7 @@ impl Format for Q4_0 {
 }
 
 impl Format for Q4_1 {
-    const AVX2: Avx2Tile = super::tile_q4_1_q8_1;
+    const AVX2: Avx2Tile = super::avx2_tiles::tile_q4_1_q8_1;
     const W: usize = 20;
     const A: usize = 36;
     const AQ: usize = 4;
@@ -435,6 +430,6 @@ unsafe fn dot<F: Format>(nb: usize, x: *const u8, y: *const u8, ab: &ActBlocks) 
     }
 }
 
-tile_wrapper!(tile_q8_0_q8_0_vnni, tile::<Q8_0>, Q8_0::W, Q8_0::A);
-tile_wrapper!(tile_q4_0_q8_0_vnni, tile::<Q4_0>, Q4_0::W, Q4_0::A);
-tile_wrapper!(tile_q4_1_q8_1_vnni, tile::<Q4_1>, Q4_1::W, Q4_1::A);
+tile_wrapper!(tile_q8_0_q8_0_vnni, tile::<Q8_0>, Q8_0::W, Q8_0::A, QK);
+tile_wrapper!(tile_q4_0_q8_0_vnni, tile::<Q4_0>, Q4_0::W, Q4_0::A, QK);
+tile_wrapper!(tile_q4_1_q8_1_vnni, tile::<Q4_1>, Q4_1::W, Q4_1::A, QK);
