@@ -448,3 +448,54 @@ fn gemma3_long_text_is_exact_and_fast() {
         big.len()
     );
 }
+
+/// llama.cpp's `test-tokenizer-1-spm` checks, on every token and every Unicode scalar value:
+/// a token's text (special tokens included) encodes (special tokens parsed) to ids that
+/// decode to that text again; a character encodes to ids that decode to it (except `▁`,
+/// which reads back as a space).
+#[test]
+fn every_token_and_every_character_round_trips() {
+    use rayon::prelude::*;
+    let mut vocabs = vec![("gemma3".to_string(), model("gemma3-270m"))];
+    for name in ["llama-spm", "phi-3"] {
+        vocabs.push((name.to_string(), vocab_vectors(name).0));
+    }
+    for (name, path) in vocabs {
+        let (tk, _, _) = load(&path);
+        let t = Instant::now();
+        let bad_tokens: Vec<String> = (0..tk.vocab_size() as u32)
+            .into_par_iter()
+            .filter_map(|id| {
+                let text = tk.decode(&[id], true);
+                let back = tk.decode(&tk.encode(&text, false).unwrap(), true);
+                (back != text).then(|| format!("token {id} {text:?} → {back:?}"))
+            })
+            .collect();
+        assert!(
+            bad_tokens.is_empty(),
+            "{name}: {} tokens do not come back:\n{}",
+            bad_tokens.len(),
+            bad_tokens[..bad_tokens.len().min(20)].join("\n")
+        );
+        let bad_chars: Vec<String> = (0..0x11_0000u32)
+            .into_par_iter()
+            .filter(|&c| c != 0x2581 && !(0x4_0000..=0xe_0000).contains(&c))
+            .filter_map(char::from_u32)
+            .filter_map(|c| {
+                let text = c.to_string();
+                let back = tk.decode(&tk.encode(&text, false).unwrap(), true);
+                (back != text).then(|| format!("U+{:04X} → {back:?}", c as u32))
+            })
+            .collect();
+        assert!(
+            bad_chars.is_empty(),
+            "{name}: {} characters do not come back:\n{}",
+            bad_chars.len(),
+            bad_chars[..bad_chars.len().min(20)].join("\n")
+        );
+        eprintln!(
+            "{name}: every token and character round-trips ({:?})",
+            t.elapsed()
+        );
+    }
+}

@@ -78,10 +78,17 @@ impl Specials {
             return frags;
         };
         // Which specials occur anywhere (overlapping matches included), in priority order.
-        let mut present: Vec<usize> = ac
-            .find_overlapping_iter(text)
-            .map(|m| m.pattern().as_usize())
-            .collect();
+        // (Deduplicated as it grows, so a text of many matches needs no more memory than a
+        // few times the number of specials.)
+        let mut present = Vec::new();
+        let cap = 4 * self.texts.len().max(64);
+        for m in ac.find_overlapping_iter(text) {
+            present.push(m.pattern().as_usize());
+            if present.len() >= cap {
+                present.sort_unstable();
+                present.dedup();
+            }
+        }
         present.sort_unstable();
         present.dedup();
         let bytes = text.as_bytes();
