@@ -6,7 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="$root/data/vocab"
 want="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
-vocabs="gpt-2 qwen2 llama-bpe starcoder command-r"
+vocabs="gpt-2 qwen2 llama-bpe starcoder command-r llama-spm phi-3"
 missing=0
 for v in $vocabs; do [ -f "$out/ggml-vocab-$v.gguf.out" ] || missing=1; done
 [ "$missing" = 0 ] && { echo "$out"; exit 0; }

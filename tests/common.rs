@@ -9,23 +9,62 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Path of the default model, fetched with `scripts/fetch-models.sh` if absent. Panics with
-/// the script's exit status if it cannot be had: a missing model fails the test, loudly.
+/// Path of the default model (SmolLM2-135M-Instruct Q4_1), fetched if absent: see [`model`].
 pub fn default_model() -> PathBuf {
+    model("smollm2")
+}
+
+/// Path of a model that `scripts/fetch-models.sh NAME` knows (`smollm2`,
+/// `qwen2.5-coder-0.5b`, `gemma3-270m`), in `$EDGEINFER_MODELS` (default `models/`), fetched
+/// with that script if absent. Panics with the script's exit status if it cannot be had: a
+/// missing model fails the test, loudly.
+pub fn model(name: &str) -> PathBuf {
+    let file = match name {
+        "smollm2" => "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "qwen2.5-coder-0.5b" => "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        "gemma3-270m" => "gemma-3-270m-q4_k_m.gguf",
+        other => panic!("no model named {other:?} in scripts/fetch-models.sh"),
+    };
     let models = std::env::var_os("EDGEINFER_MODELS")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("models"));
-    let path = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = models.join(file);
     if !path.exists() {
         let status = Command::new("bash")
             .arg(root().join("scripts/fetch-models.sh"))
+            .arg(name)
             .env("EDGEINFER_MODELS", &models)
             .status()
             .expect("running scripts/fetch-models.sh");
-        assert!(status.success(), "scripts/fetch-models.sh failed: {status}");
+        assert!(
+            status.success(),
+            "scripts/fetch-models.sh {name} failed: {status}"
+        );
     }
     assert!(path.exists(), "{} missing after fetch", path.display());
     path
+}
+
+/// llama.cpp's tokenizer test vectors (`ggml-vocab-NAME.gguf{,.inp,.out}`, fetched by
+/// `scripts/fetch-vocab-tests.sh`): the vocabulary file, and each input text with its ids.
+pub fn vocab_vectors(name: &str) -> (PathBuf, Vec<(String, Vec<u32>)>) {
+    let dir = PathBuf::from(fetched("fetch-vocab-tests.sh"));
+    let read = |ext: &str| {
+        let p = dir.join(format!("ggml-vocab-{name}.gguf{ext}"));
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let (inp, expected) = (read(".inp"), read(".out"));
+    let mut texts: Vec<&str> = inp.split("\n__ggml_vocab_test__\n").collect();
+    if texts.last() == Some(&"") {
+        texts.pop();
+    }
+    let ids: Vec<Vec<u32>> = expected
+        .lines()
+        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(texts.len(), ids.len(), "{name}: inputs vs outputs");
+    let cases = texts.into_iter().map(String::from).zip(ids).collect();
+    (dir.join(format!("ggml-vocab-{name}.gguf")), cases)
 }
 
 /// A reference file of `fixtures/reference/` (inside the repository; its README says where each
@@ -38,30 +77,27 @@ pub fn reference(name: &str) -> serde_json::Value {
 
 /// The body of *Botchan* (fetched by `scripts/fetch-botchan.sh`, checksum-verified).
 pub fn botchan() -> String {
-    let out = Command::new("bash")
-        .arg(root().join("scripts/fetch-botchan.sh"))
-        .output()
-        .expect("running scripts/fetch-botchan.sh");
-    assert!(
-        out.status.success(),
-        "scripts/fetch-botchan.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let path = fetched("fetch-botchan.sh");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Directory of the text-classification splits (`<set>/{train,valid,test}.csv`), fetched with
 /// `scripts/fetch-text-data.sh` (checksum-verified) if absent.
 pub fn text_data() -> PathBuf {
+    PathBuf::from(fetched("fetch-text-data.sh"))
+}
+
+/// Run `scripts/SCRIPT` (a fetch script that prints the path of what it fetched or already
+/// had) and return that path; its failure fails the test with the script's stderr.
+fn fetched(script: &str) -> String {
     let out = Command::new("bash")
-        .arg(root().join("scripts/fetch-text-data.sh"))
+        .arg(root().join("scripts").join(script))
         .output()
-        .expect("running scripts/fetch-text-data.sh");
+        .unwrap_or_else(|e| panic!("running scripts/{script}: {e}"));
     assert!(
         out.status.success(),
-        "scripts/fetch-text-data.sh failed: {}",
+        "scripts/{script} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -134,11 +134,13 @@ pub fn generate(
 ) -> Result<()> {
     let (model, load_time) = load(margs)?;
     let text = if use_chat {
-        let template = model.chat_template.as_deref().unwrap_or(chat::CHATML);
-        let tk = &model.tokenizer;
-        let bos = tk.bos().map(|b| tk.token_text(b)).unwrap_or_default();
-        let eos = tk.eos().map(|b| tk.token_text(b)).unwrap_or_default();
-        chat::render(template, &[Message::new("user", prompt)], true, &bos, &eos)?
+        let messages = [Message::new("user", prompt)];
+        chat::render_for(
+            chat::template_for(&model),
+            &model.tokenizer,
+            &messages,
+            true,
+        )?
     } else {
         prompt.to_string()
     };
@@ -383,13 +385,8 @@ pub fn chat(
     ctx: usize,
 ) -> Result<()> {
     let (model, _) = load(margs)?;
-    let template = model
-        .chat_template
-        .clone()
-        .unwrap_or_else(|| chat::CHATML.to_string());
+    let template = chat::template_for(&model);
     let tk = &model.tokenizer;
-    let bos = tk.bos().map(|b| tk.token_text(b)).unwrap_or_default();
-    let eos = tk.eos().map(|b| tk.token_text(b)).unwrap_or_default();
     let mut session = Session::new(&model, ctx.min(model.config.context_length));
     let mut cached: Vec<u32> = Vec::new();
     let mut messages: Vec<Message> = system
@@ -409,7 +406,7 @@ pub fn chat(
             break;
         }
         messages.push(Message::new("user", line.trim_end_matches(['\r', '\n'])));
-        let prompt = chat::render(&template, &messages, true, &bos, &eos)?;
+        let prompt = chat::render_for(template, tk, &messages, true)?;
         let ids = tk.encode(&prompt, true)?;
         let common = cached
             .iter()

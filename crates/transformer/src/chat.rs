@@ -3,11 +3,15 @@
 //! (`.strip()`, `.startswith()` …) through minijinja-contrib's pycompat, `raise_exception`,
 //! `strftime_now`, and the variables `messages`, `add_generation_prompt`, `bos_token`,
 //! `eos_token`.
+//!
+//! [`template_for`] picks a model's template (its own, else a built-in one for its family) and
+//! [`render_for`] renders it with the tokenizer's BOS/EOS as llama.cpp does, so that
+//! `tokenizer.encode(&prompt, true)` gives the model's prompt ids.
 
 use minijinja::{context, Environment, Error, ErrorKind};
 use serde::Serialize;
 
-use crate::TransformerError;
+use crate::{Model, Tokenizer, TransformerError};
 
 /// One chat message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -28,6 +32,82 @@ impl Message {
 
 /// ChatML, used when a model has no template of its own.
 pub const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/// Gemma's turn format, for Gemma GGUF files without `tokenizer.chat_template`: Google's
+/// template for Gemma 3 (string contents): `assistant` is written `model`, a system message is
+/// folded into the first user turn (followed by a blank line), contents are trimmed, and roles
+/// must alternate user/model.
+pub const GEMMA: &str = r#"{{ bos_token }}
+{%- if messages and messages[0]['role'] == 'system' -%}
+    {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- if (message['role'] == 'assistant') -%}
+        {%- set role = "model" -%}
+    {%- else -%}
+        {%- set role = message['role'] -%}
+    {%- endif -%}
+    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
+    {{- message['content'] | trim }}
+    {{- '<end_of_turn>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{ '<start_of_turn>model\n' }}
+{%- endif -%}
+"#;
+
+/// Architectures of the Gemma family (`general.architecture`).
+const GEMMA_ARCHITECTURES: &[&str] = &["gemma", "gemma2", "gemma3", "gemma3n"];
+
+/// The template for a model whose file has none: Gemma's for the Gemma family (by
+/// architecture, or a vocabulary with `<start_of_turn>`), else ChatML.
+pub fn builtin_template(architecture: &str, tokenizer: &Tokenizer) -> &'static str {
+    if GEMMA_ARCHITECTURES.contains(&architecture)
+        || tokenizer.token_id("<start_of_turn>").is_some()
+    {
+        GEMMA
+    } else {
+        CHATML
+    }
+}
+
+/// The chat template to use for `model`: its own (`tokenizer.chat_template`), else
+/// [`builtin_template`].
+pub fn template_for(model: &Model) -> &str {
+    match model.chat_template.as_deref() {
+        Some(t) => t,
+        None => builtin_template(&model.config.arch, &model.tokenizer),
+    }
+}
+
+/// Render `template` over `messages` as llama.cpp does for a model: `bos_token` and
+/// `eos_token` are the tokenizer's BOS and EOS texts, and when the tokenizer adds BOS itself
+/// (`add_bos`) a BOS text that the template put at the start is removed (EOS at the end
+/// likewise with `add_eos`), so that `tokenizer.encode(&prompt, true)` holds exactly one.
+pub fn render_for(
+    template: &str,
+    tokenizer: &Tokenizer,
+    messages: &[Message],
+    add_generation_prompt: bool,
+) -> Result<String, TransformerError> {
+    let text_of = |id: Option<u32>| id.map(|i| tokenizer.token_text(i)).unwrap_or_default();
+    let (bos, eos) = (text_of(tokenizer.bos()), text_of(tokenizer.eos()));
+    let mut out = render(template, messages, add_generation_prompt, &bos, &eos)?;
+    if tokenizer.add_bos() && !bos.is_empty() && out.starts_with(&bos) {
+        out.drain(..bos.len());
+    }
+    if tokenizer.add_eos() && !eos.is_empty() && out.ends_with(&eos) {
+        out.truncate(out.len() - eos.len());
+    }
+    Ok(out)
+}
 
 /// Render `template` over `messages`.
 pub fn render(
@@ -171,6 +251,33 @@ mod tests {
         let e = render(bad, &[], false, "", "").unwrap_err();
         assert!(e.to_string().contains("roles must alternate"), "{e}");
         assert!(render("{% for %}", &[], false, "", "").is_err());
+    }
+
+    #[test]
+    fn gemma_template_folds_the_system_prompt_and_alternates() {
+        let r = |m: &[Message], gen| render(GEMMA, m, gen, "<bos>", "<eos>");
+        assert_eq!(
+            r(&[Message::new("user", " Hi\n")], true).unwrap(),
+            "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+        );
+        assert_eq!(
+            r(
+                &[
+                    Message::new("system", "Be brief."),
+                    Message::new("user", "Hi"),
+                    Message::new("assistant", "Hello."),
+                    Message::new("user", "Bye"),
+                ],
+                false
+            )
+            .unwrap(),
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n\
+             <start_of_turn>model\nHello.<end_of_turn>\n\
+             <start_of_turn>user\nBye<end_of_turn>\n"
+        );
+        assert_eq!(r(&[], true).unwrap(), "<bos><start_of_turn>model\n");
+        let e = r(&[Message::new("assistant", "x")], true).unwrap_err();
+        assert!(e.to_string().contains("must alternate"), "{e}");
     }
 
     #[test]

@@ -142,8 +142,9 @@ impl Loader<'_> {
 impl Model {
     /// Memory-map `path` and load the model.
     ///
-    /// The vocabulary arrays (`tokenizer.ggml.tokens`, `merges`, `token_type`) are moved out of
-    /// the file's metadata once the tokenizer is built from them, so they are not held twice.
+    /// The vocabulary arrays (`tokenizer.ggml.tokens`, `merges`, `token_type`, `scores`) are
+    /// removed from the file's metadata once the tokenizer is built from them, so they are
+    /// not held twice.
     pub fn load(path: impl AsRef<Path>) -> Result<Model, TransformerError> {
         let mut file = GgufFile::open(path)?;
         let tokenizer = Tokenizer::from_metadata(file.metadata())?;
@@ -151,6 +152,7 @@ impl Model {
             "tokenizer.ggml.tokens",
             "tokenizer.ggml.merges",
             "tokenizer.ggml.token_type",
+            "tokenizer.ggml.scores",
         ] {
             file.metadata_mut().remove(key);
         }

@@ -7,7 +7,7 @@
 //! ones (`""`, `"N/A"`: "contextual calibration", Zhao et al., 2021) or a sample of texts from the
 //! task ("batch calibration", Zhou et al., 2023). No labels are used.
 
-use crate::chat::{render, Message, CHATML};
+use crate::chat::{render_for, template_for, Message};
 use crate::{log_prob, Logits, Model, Session, TransformerError};
 
 /// Labels and prompt for zero-shot classification with one model.
@@ -121,11 +121,9 @@ impl<'m> ZeroShot<'m> {
             text.trim(),
             self.labels.join(" or ")
         );
-        let template = self.model.chat_template.as_deref().unwrap_or(CHATML);
-        let bos = tok.bos().map(|b| tok.token_text(b)).unwrap_or_default();
-        let eos = tok.eos().map(|b| tok.token_text(b)).unwrap_or_default();
-        let rendered = render(template, &[Message::new("user", &user)], true, &bos, &eos)?;
-        tok.encode(&rendered, false)
+        let messages = [Message::new("user", &user)];
+        let rendered = render_for(template_for(self.model), tok, &messages, true)?;
+        tok.encode(&rendered, true)
     }
 
     /// Score every label for `text` in `session` (cleared first; left holding the prompt).
