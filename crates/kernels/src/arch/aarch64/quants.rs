@@ -50,7 +50,7 @@ unsafe fn bits32(qh: u32) -> (uint8x16_t, uint8x16_t) {
 
 /// The signed quants of a Q4_0 block (nibbles − 8).
 #[inline(always)]
-pub(super) unsafe fn q4_0_quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
+unsafe fn q4_0_quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
     // SAFETY: the caller guarantees an 18-byte block at xb.
     unsafe {
         let (lo, hi) = nibbles(xb.add(2));
@@ -61,7 +61,7 @@ pub(super) unsafe fn q4_0_quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
 
 /// The quants of a Q8_0 block.
 #[inline(always)]
-pub(super) unsafe fn q8_0_quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
+unsafe fn q8_0_quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
     // SAFETY: the caller guarantees a 34-byte block at xb.
     unsafe {
         (
@@ -73,7 +73,7 @@ pub(super) unsafe fn q8_0_quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
 
 /// The (unsigned) quants of a Q4_1 block.
 #[inline(always)]
-pub(super) unsafe fn q4_1_quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
+unsafe fn q4_1_quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
     // SAFETY: the caller guarantees a 20-byte block at xb.
     unsafe { nibbles(xb.add(4)) }
 }
@@ -88,75 +88,137 @@ pub(super) unsafe fn acts(p: *const u8) -> (int8x16_t, int8x16_t) {
 // ---------------------------------------------------------------------------------------------
 // Block-sum formats: Q4_0, Q8_0 (· Q8_0), Q4_1 (· Q8_1)
 
-/// Q4_0 / Q8_0 · Q8_0 in the contract's block-sum order: four blocks per step, `S` of each in
-/// one lane, `acc = fma(d_w·d_a, S, acc)` lane-wise, `(a0 + a1) + (a2 + a3)` at the end.
-#[inline(always)]
-unsafe fn block_sums_q8_0<I: Isa>(
-    nb: usize,
-    x: *const u8,
-    y: *const u8,
-    wsize: usize,
-    quants: impl Fn(*const u8) -> (int8x16_t, int8x16_t),
-    small: bool,
-) -> f32 {
-    // SAFETY: x holds nb weight blocks of `wsize` bytes and y nb Q8_0 blocks (the caller's
-    // guarantee); every read below is within block i + j < nb.
-    unsafe {
-        let mut acc = vdupq_n_f32(0.0);
-        let mut i = 0;
-        while i < nb {
-            let m = (nb - i).min(4);
-            let part = |j: usize| {
-                if j < m {
-                    let (w0, w1) = quants(x.add((i + j) * wsize));
-                    let (a0, a1) = acts(y.add((i + j) * 34 + 2));
-                    if small {
-                        I::block_small(w0, a0, w1, a1)
-                    } else {
-                        I::block_any(w0, a0, w1, a1)
-                    }
-                } else {
-                    vdupq_n_s32(0)
-                }
-            };
-            let s = hsum4_s32(part(0), part(1), part(2), part(3));
-            let d = vmulq_f32(
-                f16x4_strided(x.add(i * wsize), wsize, m),
-                f16x4_strided(y.add(i * 34), 34, m),
-            );
-            acc = vfmaq_f32(acc, d, vcvtq_f32_s32(s));
-            i += 4;
-        }
-        sum4(acc)
+/// A block-sum weight format (Q4_0, Q8_0 against Q8_0; Q4_1 against Q8_1).
+pub(super) trait Blocks {
+    /// Weight and activation block bytes; offset of the activation quants.
+    const W: usize;
+    const A: usize;
+    const AQ: usize;
+    /// Q4_1: `ext += m_w·s_a` per block.
+    const MIN: bool;
+    /// `|q| ≤ 63` (the cheaper NEON block sum applies).
+    const SMALL: bool;
+    /// The block's 32 quants as signed bytes in element order.
+    unsafe fn quants(xb: *const u8) -> (int8x16_t, int8x16_t);
+}
+
+pub(super) struct Q4_0;
+pub(super) struct Q8_0;
+pub(super) struct Q4_1;
+
+impl Blocks for Q4_0 {
+    const W: usize = 18;
+    const A: usize = 34;
+    const AQ: usize = 2;
+    const MIN: bool = false;
+    const SMALL: bool = true;
+    #[inline(always)]
+    unsafe fn quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
+        // SAFETY: the caller guarantees an 18-byte block at xb.
+        unsafe { q4_0_quants(xb) }
     }
 }
 
-/// Q4_1 · Q8_1: as [`block_sums_q8_0`] plus `ext += m_w·s_a`, result `sum4(acc) + sum4(ext)`.
+impl Blocks for Q8_0 {
+    const W: usize = 34;
+    const A: usize = 34;
+    const AQ: usize = 2;
+    const MIN: bool = false;
+    const SMALL: bool = false;
+    #[inline(always)]
+    unsafe fn quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
+        // SAFETY: the caller guarantees a 34-byte block at xb.
+        unsafe { q8_0_quants(xb) }
+    }
+}
+
+impl Blocks for Q4_1 {
+    const W: usize = 20;
+    const A: usize = 36;
+    const AQ: usize = 4;
+    const MIN: bool = true;
+    const SMALL: bool = true;
+    #[inline(always)]
+    unsafe fn quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
+        // SAFETY: the caller guarantees a 20-byte block at xb.
+        unsafe { q4_1_quants(xb) }
+    }
+}
+
+/// The integer sum of weight block `x` against activation block `y` (quants at `y`), as one
+/// vector whose lanes add up to it. (A macro, not a closure: a closure in a generic body would
+/// not get the target features of the function it is inlined into.)
+macro_rules! block_sum {
+    ($f:ty, $i:ty, $x:expr, $y:expr) => {{
+        let (w0, w1) = <$f>::quants($x);
+        let (a0, a1) = acts($y);
+        if <$f>::SMALL {
+            <$i>::block_small(w0, a0, w1, a1)
+        } else {
+            <$i>::block_any(w0, a0, w1, a1)
+        }
+    }};
+}
+
+/// Q4_0 / Q8_0 · Q8_0 and Q4_1 · Q8_1 in the contract's block-sum order: four blocks per step,
+/// each block's `S` in one lane, `acc = fma(d_w·d_a, S, acc)` lane-wise (Q4_1 also
+/// `ext += m_w·s_a`), `(a0 + a1) + (a2 + a3)` at the end.
 #[inline(always)]
-unsafe fn q4_1_body<I: Isa>(nb: usize, x: *const u8, y: *const u8) -> f32 {
-    // SAFETY: x holds nb blocks of 20 bytes and y nb of 36 (the caller's guarantee).
+unsafe fn block_sums<F: Blocks, I: Isa>(nb: usize, x: *const u8, y: *const u8) -> f32 {
+    // SAFETY: x holds nb weight blocks and y nb activation blocks (the caller's guarantee);
+    // every read below is within block i + j < nb.
     unsafe {
         let (mut acc, mut ext) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
-        let mut i = 0;
-        while i < nb {
-            let m = (nb - i).min(4);
-            let part = |j: usize| {
-                if j < m {
-                    let (w0, w1) = q4_1_quants(x.add((i + j) * 20));
-                    let (a0, a1) = acts(y.add((i + j) * 36 + 4));
-                    I::block_small(w0, a0, w1, a1)
+        macro_rules! part {
+            ($i:expr, $j:expr, $m:expr) => {
+                if $j < $m {
+                    block_sum!(
+                        F,
+                        I,
+                        x.add(($i + $j) * F::W),
+                        y.add(($i + $j) * F::A + F::AQ)
+                    )
                 } else {
                     vdupq_n_s32(0)
                 }
             };
-            let s = hsum4_s32(part(0), part(1), part(2), part(3));
-            let (dw, mw) = f16_pairs4(x.add(i * 20), 20, m);
-            let (da, sa) = f16_pairs4(y.add(i * 36), 36, m);
-            acc = vfmaq_f32(acc, vmulq_f32(dw, da), vcvtq_f32_s32(s));
-            ext = vaddq_f32(ext, vmulq_f32(mw, sa));
+        }
+        // `m` blocks from block `i` (4 in the main loop, where the bounds tests fold away).
+        macro_rules! group {
+            ($i:expr, $m:expr) => {{
+                let (i, m) = ($i, $m);
+                let s = hsum4_s32(
+                    part!(i, 0, m),
+                    part!(i, 1, m),
+                    part!(i, 2, m),
+                    part!(i, 3, m),
+                );
+                let s = vcvtq_f32_s32(s);
+                if F::MIN {
+                    let (dw, mw) = f16_pairs4(x.add(i * F::W), F::W, m);
+                    let (da, sa) = f16_pairs4(y.add(i * F::A), F::A, m);
+                    acc = vfmaq_f32(acc, vmulq_f32(dw, da), s);
+                    ext = vaddq_f32(ext, vmulq_f32(mw, sa));
+                } else {
+                    let dw = f16x4_strided(x.add(i * F::W), F::W, m);
+                    let da = f16x4_strided(y.add(i * F::A), F::A, m);
+                    acc = vfmaq_f32(acc, vmulq_f32(dw, da), s);
+                }
+            }};
+        }
+        let mut i = 0;
+        while i + 4 <= nb {
+            group!(i, 4);
             i += 4;
         }
-        sum4(acc) + sum4(ext)
+        if i < nb {
+            group!(i, nb - i);
+        }
+        if F::MIN {
+            sum4(acc) + sum4(ext)
+        } else {
+            sum4(acc)
+        }
     }
 }
 
@@ -456,17 +518,17 @@ macro_rules! level_dots {
             #[target_feature(enable = $feat)]
             pub(crate) unsafe fn q4_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
                 // SAFETY: operands checked by the wrapper (or the calling tile).
-                unsafe { block_sums_q8_0::<$isa>(nb, x, y, 18, |p| q4_0_quants(p), true) }
+                unsafe { block_sums::<Q4_0, $isa>(nb, x, y) }
             }
             #[target_feature(enable = $feat)]
             pub(crate) unsafe fn q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
                 // SAFETY: operands checked by the wrapper (or the calling tile).
-                unsafe { block_sums_q8_0::<$isa>(nb, x, y, 34, |p| q8_0_quants(p), false) }
+                unsafe { block_sums::<Q8_0, $isa>(nb, x, y) }
             }
             #[target_feature(enable = $feat)]
             pub(crate) unsafe fn q4_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
                 // SAFETY: operands checked by the wrapper (or the calling tile).
-                unsafe { q4_1_body::<$isa>(nb, x, y) }
+                unsafe { block_sums::<Q4_1, $isa>(nb, x, y) }
             }
             #[target_feature(enable = $feat)]
             unsafe fn q5_0(nb: usize, x: *const u8, y: *const u8) -> f32 {

@@ -19,69 +19,12 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::neon::{f16_load, f16x4_strided, hsum4_s32, hsum8, sum_residues, Dot, Isa, Neon};
-use super::quants::{acts, nibbles, q4_0_quants, q4_1_quants, q6_k_groups, q8_0_quants};
+use super::quants::{acts, nibbles, q6_k_groups, Blocks, Q4_0, Q4_1, Q8_0};
 use crate::contract::{by_residue, single_tail, tile_wrapper, TileGeom, TILE_MAX_BLOCKS};
 use crate::generic::formats::{scale_min_k4, QK, QK_K};
 
 /// The single-dot bodies' signature: `(nb, x, y) -> f32`.
 type Single = unsafe fn(usize, *const u8, *const u8) -> f32;
-
-/// A block-sum weight format (Q4_0, Q8_0 against Q8_0; Q4_1 against Q8_1).
-pub(super) trait Blocks {
-    /// Weight and activation block bytes; offset of the activation quants.
-    const W: usize;
-    const A: usize;
-    const AQ: usize;
-    /// Q4_1: `ext += m_w·s_a` per block.
-    const MIN: bool;
-    /// `|q| ≤ 63` (the cheaper NEON block sum applies).
-    const SMALL: bool;
-    /// The block's 32 quants as signed bytes in element order.
-    unsafe fn quants(xb: *const u8) -> (int8x16_t, int8x16_t);
-}
-
-pub(super) struct Q4_0;
-pub(super) struct Q8_0;
-pub(super) struct Q4_1;
-
-impl Blocks for Q4_0 {
-    const W: usize = 18;
-    const A: usize = 34;
-    const AQ: usize = 2;
-    const MIN: bool = false;
-    const SMALL: bool = true;
-    #[inline(always)]
-    unsafe fn quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
-        // SAFETY: the caller guarantees an 18-byte block at xb.
-        unsafe { q4_0_quants(xb) }
-    }
-}
-
-impl Blocks for Q8_0 {
-    const W: usize = 34;
-    const A: usize = 34;
-    const AQ: usize = 2;
-    const MIN: bool = false;
-    const SMALL: bool = false;
-    #[inline(always)]
-    unsafe fn quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
-        // SAFETY: the caller guarantees a 34-byte block at xb.
-        unsafe { q8_0_quants(xb) }
-    }
-}
-
-impl Blocks for Q4_1 {
-    const W: usize = 20;
-    const A: usize = 36;
-    const AQ: usize = 4;
-    const MIN: bool = true;
-    const SMALL: bool = true;
-    #[inline(always)]
-    unsafe fn quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
-        // SAFETY: the caller guarantees a 20-byte block at xb.
-        unsafe { q4_1_quants(xb) }
-    }
-}
 
 /// Four results to `o`, `o + stride`, `o + 2·stride`, `o + 3·stride`.
 #[inline(always)]
@@ -140,15 +83,18 @@ unsafe fn row4<F: Blocks, I: Isa>(
                 let xb = wr.add(i * F::W);
                 let (w0, w1) = F::quants(xb);
                 let y = a0.add(i * F::A + F::AQ);
-                let part = |u: usize| {
-                    let (b0, b1) = acts(y.add(u * arb));
-                    if F::SMALL {
-                        I::block_small(w0, b0, w1, b1)
-                    } else {
-                        I::block_any(w0, b0, w1, b1)
-                    }
-                };
-                let s = hsum4_s32(part(0), part(1), part(2), part(3));
+                // (A macro, not a closure: see `quants::block_sum`.)
+                macro_rules! part {
+                    ($u:expr) => {{
+                        let (b0, b1) = acts(y.add($u * arb));
+                        if F::SMALL {
+                            I::block_small(w0, b0, w1, b1)
+                        } else {
+                            I::block_any(w0, b0, w1, b1)
+                        }
+                    }};
+                }
+                let s = hsum4_s32(part!(0), part!(1), part!(2), part!(3));
                 let d = vmulq_n_f32(*q.d.get_unchecked(i), f16_load(xb));
                 accs[$k] = vfmaq_f32(accs[$k], d, vcvtq_f32_s32(s));
                 if F::MIN {
