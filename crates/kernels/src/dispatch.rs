@@ -427,3 +427,54 @@ impl Kernels {
         (self.lstm_cell)(z, xp, bias, c, h)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `EDGEINFER_KERNELS` caps within this architecture's levels; `scalar` caps everything;
+    /// another architecture's level (or none) caps nothing.
+    #[test]
+    fn caps_pick_the_best_level_up_to_the_named_one() {
+        use Level::*;
+        #[cfg(target_arch = "x86_64")]
+        {
+            let all = [Scalar, Avx2, AvxVnni];
+            assert_eq!(capped(&all, None), AvxVnni);
+            assert_eq!(capped(&all, Some(AvxVnni)), AvxVnni);
+            assert_eq!(capped(&all, Some(Avx2)), Avx2);
+            assert_eq!(capped(&all, Some(Scalar)), Scalar);
+            assert_eq!(capped(&all, Some(Dotprod)), AvxVnni);
+            assert_eq!(capped(&[Scalar, Avx2], Some(AvxVnni)), Avx2);
+            assert_eq!(capped(&[Scalar], Some(Avx2)), Scalar);
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            let all = [Scalar, Neon, Dotprod, I8mm];
+            assert_eq!(capped(&all, None), I8mm);
+            assert_eq!(capped(&all, Some(Dotprod)), Dotprod);
+            assert_eq!(capped(&all, Some(Neon)), Neon);
+            assert_eq!(capped(&all, Some(Scalar)), Scalar);
+            assert_eq!(capped(&all, Some(Avx2)), I8mm);
+            assert_eq!(capped(&[Scalar, Neon], Some(I8mm)), Neon);
+        }
+        assert_eq!(Level::from_name(" DotProd "), Some(Dotprod));
+        assert_eq!(Level::from_name("sse4"), None);
+        for l in Level::ALL {
+            assert_eq!(Level::from_name(l.name()), Some(l));
+        }
+    }
+
+    /// A table exists exactly for the levels the CPU has; the scalar one always.
+    #[test]
+    fn tables_only_for_available_levels() {
+        for l in Level::ALL {
+            assert_eq!(Kernels::for_level(l).is_some(), l.is_available(), "{l}");
+            if let Some(k) = Kernels::for_level(l) {
+                assert_eq!(k.level, l);
+            }
+        }
+        assert_eq!(available_levels()[0], Level::Scalar);
+        assert_eq!(Kernels::scalar().level, Level::Scalar);
+    }
+}

@@ -6,19 +6,19 @@
 //! |---|---|---|---|
 //! | dequantize F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1 Q2_K..Q6_K Q8_K | yes | — (scalar) | — (scalar) |
 //! | quantize F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q6_K | yes | — | — |
-//! | quantize activations Q8_0, Q8_1 / Q8_K | yes | yes / scalar | scalar |
-//! | dot Q4_0·Q8_0, Q4_1·Q8_1, Q5_0·Q8_0, Q5_1·Q8_1, Q8_0·Q8_0 | yes | yes | scalar |
-//! | dot Q2_K, Q3_K, Q4_K, Q5_K, Q6_K ·Q8_K | yes | yes | scalar |
-//! | dot F16·F32, BF16·F32, F32·F32, f32 dot/axpy, f16 dot/axpy/convert | yes | yes | scalar |
-//! | tile Q4_0 Q4_1 Q8_0 | loop of dots | 1 row × 4 (AVX-VNNI: 8 × ≥ 4) | scalar |
-//! | tile Q4_K Q6_K | loop of dots | loop of dots | scalar |
-//! | LSTM gate epilogue | yes | yes | scalar |
+//! | quantize activations Q8_0, Q8_1 / Q8_K | yes | yes / scalar | yes / yes |
+//! | dot Q4_0·Q8_0, Q4_1·Q8_1, Q5_0·Q8_0, Q5_1·Q8_1, Q8_0·Q8_0 | yes | yes | yes (`sdot` with dotprod) |
+//! | dot Q2_K, Q3_K, Q4_K, Q5_K, Q6_K ·Q8_K | yes | yes | yes (`sdot` with dotprod) |
+//! | dot F16·F32, BF16·F32, F32·F32, f32 dot/axpy, f16 dot/axpy/convert | yes | yes | yes |
+//! | tile Q4_0 Q4_1 Q8_0 | loop of dots | 1 row × 4 (AVX-VNNI: 8 × ≥ 4) | 1 × 4; 2 × 4 with `smmla` (i8mm) |
+//! | tile Q4_K Q6_K | loop of dots | loop of dots | 1 × 4 |
+//! | LSTM gate epilogue | yes | yes | yes |
 //! | matvec / matmul (rayon over weight rows) | generic over the above | | |
 //! | rmsnorm, softmax, SiLU, GELU, RoPE (both conventions) | portable | | |
 //!
 //! A kernel table ([`Kernels`]) starts as the scalar one and each tier the CPU has overwrites
 //! the slots it implements, once, at detection: x86-64 `Avx2` then `AvxVnni`; aarch64 `Neon`
-//! (Raspberry Pi 4), `Dotprod` (Pi 5) then `I8mm` (their tiers plug nothing yet). [`kernels`] is the process's table (the best
+//! (Raspberry Pi 4), `Dotprod` (Pi 5) then `I8mm`. [`kernels`] is the process's table (the best
 //! level, capped by `EDGEINFER_KERNELS=scalar|avx2|avxvnni|neon|dotprod|i8mm`);
 //! [`Kernels::for_level`] gives another level's table only if the CPU has it, and
 //! [`available_levels`] lists them (tests loop over it). Target-feature code is reachable only
@@ -26,7 +26,8 @@
 //!
 //! Every SIMD kernel follows one summation order ([`contract`]): integer block sums exact, then
 //! a fixed sequence of float operations, written out as scalar code in [`contract`]. So each
-//! SIMD level gives exactly the bits of that code, and a tile exactly its single dot's; the scalar level (ggml's order) differs by rounding only.
+//! SIMD level gives exactly the bits of that code — the same on x86-64 and aarch64 — and a
+//! tile exactly its single dot's; the scalar level (ggml's order) differs by rounding only.
 //!
 //! ```
 //! use edgeinfer_kernels::{quantize_to_vec, dequantize_to_vec};
