@@ -3,7 +3,9 @@
 //! `tokenizer.ggml.model = gpt2` is byte-level BPE: `tokenizer.ggml.tokens` + `merges`, split
 //! first by the pre-tokenizer regexes that `tokenizer.ggml.pre` names (as llama.cpp does), then
 //! mapped to byte-level symbols. Control and user-defined tokens (`token_type` 3 and 4) are
-//! matched whole in the input text. SentencePiece (`llama`) models are not supported yet.
+//! matched whole in the input text. SentencePiece (`llama`) vocabularies load (ids, token
+//! bytes, special tokens, decoding) but cannot encode text yet: [`Tokenizer::encode`] returns
+//! [`TransformerError::UnsupportedTokenizer`] for them.
 
 use edgeinfer_gguf::{GgufError, Metadata};
 use tokenizers::models::bpe::BPE;
@@ -91,6 +93,8 @@ pub struct Tokenizer {
     eos: Option<u32>,
     eog: Vec<u32>,
     add_bos: bool,
+    /// Why this vocabulary cannot encode text (a SentencePiece model), if it cannot.
+    cannot_encode: Option<String>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -114,10 +118,28 @@ fn optional_id(md: &Metadata, key: &str, n: usize) -> Result<Option<u32>, Transf
     }
 }
 
+/// `tokenizer.ggml.token_type` for `n` tokens (all normal when absent).
+fn token_types(md: &Metadata, n: usize) -> Result<Vec<i32>, TransformerError> {
+    match md.get_i32_array("tokenizer.ggml.token_type") {
+        Ok(t) if t.len() == n => Ok(t),
+        Ok(t) => Err(TransformerError::BadConfig {
+            what: format!(
+                "tokenizer.ggml.token_type has {} entries for {n} tokens",
+                t.len()
+            ),
+        }),
+        Err(GgufError::KeyNotFound { .. }) => Ok(vec![token_type::NORMAL; n]),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Tokenizer {
     /// Build from `tokenizer.ggml.*` metadata.
     pub fn from_metadata(md: &Metadata) -> Result<Tokenizer, TransformerError> {
         let model = md.get_str("tokenizer.ggml.model")?;
+        if model == "llama" {
+            return Self::sentencepiece_without_encoder(md);
+        }
         if model != "gpt2" {
             return Err(TransformerError::UnsupportedTokenizer {
                 what: format!(
@@ -136,19 +158,7 @@ impl Tokenizer {
             })?;
         let tokens = md.get_str_array("tokenizer.ggml.tokens")?;
         let n = tokens.len();
-        let types = match md.get_i32_array("tokenizer.ggml.token_type") {
-            Ok(t) if t.len() == n => t,
-            Ok(t) => {
-                return Err(TransformerError::BadConfig {
-                    what: format!(
-                        "tokenizer.ggml.token_type has {} entries for {n} tokens",
-                        t.len()
-                    ),
-                })
-            }
-            Err(GgufError::KeyNotFound { .. }) => vec![token_type::NORMAL; n],
-            Err(e) => return Err(e.into()),
-        };
+        let types = token_types(md, n)?;
         let merges: Vec<(String, String)> = md
             .get_str_array("tokenizer.ggml.merges")?
             .into_iter()
@@ -222,6 +232,57 @@ impl Tokenizer {
             );
         }
 
+        Self::finish(md, inner, bytes, offsets, types, None)
+    }
+
+    /// A SentencePiece vocabulary that decodes but does not encode yet: token bytes with `▁`
+    /// as a space and `<0xNN>` byte tokens as their byte.
+    fn sentencepiece_without_encoder(md: &Metadata) -> Result<Tokenizer, TransformerError> {
+        let tokens = md.get_str_array("tokenizer.ggml.tokens")?;
+        let n = tokens.len();
+        let types = token_types(md, n)?;
+        let mut vocab = tokenizers::models::bpe::Vocab::default();
+        let mut bytes = Vec::new();
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0u32);
+        for (i, (t, &ty)) in tokens.iter().zip(&types).enumerate() {
+            vocab.entry(t.to_string()).or_insert(i as u32);
+            let byte = t
+                .strip_prefix("<0x")
+                .and_then(|h| h.strip_suffix('>'))
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match byte {
+                Some(b) if ty == token_type::BYTE => bytes.push(b),
+                _ => bytes.extend_from_slice(t.replace('\u{2581}', " ").as_bytes()),
+            }
+            offsets.push(
+                u32::try_from(bytes.len()).map_err(|_| TransformerError::BadConfig {
+                    what: "vocabulary larger than 4 GiB".into(),
+                })?,
+            );
+        }
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, Vec::new())
+            .build()
+            .map_err(|e| TransformerError::BadConfig {
+                what: format!("SentencePiece vocabulary: {e}"),
+            })?;
+        let inner = tokenizers::Tokenizer::new(bpe);
+        let why = "tokenizer.ggml.model = \"llama\" (SentencePiece) cannot encode text yet".into();
+        Self::finish(md, inner, bytes, offsets, types, Some(why))
+    }
+
+    /// The special-token facts, common to every vocabulary type.
+    fn finish(
+        md: &Metadata,
+        inner: tokenizers::Tokenizer,
+        bytes: Vec<u8>,
+        offsets: Vec<u32>,
+        types: Vec<i32>,
+        cannot_encode: Option<String>,
+    ) -> Result<Tokenizer, TransformerError> {
+        let tokens = md.get_str_array("tokenizer.ggml.tokens")?;
+        let n = tokens.len();
         let bos = optional_id(md, "tokenizer.ggml.bos_token_id", n)?;
         let eos = optional_id(md, "tokenizer.ggml.eos_token_id", n)?;
         let mut eog: Vec<u32> = Vec::new();
@@ -255,6 +316,7 @@ impl Tokenizer {
             eos,
             eog,
             add_bos,
+            cannot_encode,
         })
     }
 
@@ -262,6 +324,9 @@ impl Tokenizer {
     /// as themselves. `add_bos` prepends BOS when the model asks for it
     /// (`tokenizer.ggml.add_bos_token`).
     pub fn encode(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, TransformerError> {
+        if let Some(why) = &self.cannot_encode {
+            return Err(TransformerError::UnsupportedTokenizer { what: why.clone() });
+        }
         let enc = self
             .inner
             .encode_fast(text, false)
