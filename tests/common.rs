@@ -1,28 +1,41 @@
-//! Shared helpers of the end-to-end tests: the real model (fetched, never skipped) and the
-//! reference outputs in `fixtures/reference/`.
+//! Shared helpers of the end-to-end tests: the real models (fetched, never skipped), the
+//! reference outputs in `fixtures/reference/`, and the checks every architecture gets
+//! ([`checks`]).
 
 use std::path::PathBuf;
 use std::process::Command;
+
+pub mod checks;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Path of the default model, fetched with `scripts/fetch-models.sh` if absent. Panics with
-/// the script's exit status if it cannot be had: a missing model fails the test, loudly.
+/// Path of the default model (SmolLM2-135M-Instruct Q4_1), fetched if absent.
 pub fn default_model() -> PathBuf {
+    model("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// Path of the model `file` that `scripts/fetch-models.sh NAME` fetches, fetched if absent.
+/// Panics with the script's exit status if it cannot be had: a missing model fails the test,
+/// loudly.
+pub fn model(name: &str, file: &str) -> PathBuf {
     let models = std::env::var_os("EDGEINFER_MODELS")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("models"));
-    let path = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = models.join(file);
     if !path.exists() {
         let status = Command::new("bash")
             .arg(root().join("scripts/fetch-models.sh"))
+            .arg(name)
             .env("EDGEINFER_MODELS", &models)
             .status()
             .expect("running scripts/fetch-models.sh");
-        assert!(status.success(), "scripts/fetch-models.sh failed: {status}");
+        assert!(
+            status.success(),
+            "scripts/fetch-models.sh {name} failed: {status}"
+        );
     }
     assert!(path.exists(), "{} missing after fetch", path.display());
     path
