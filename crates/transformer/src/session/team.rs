@@ -209,7 +209,8 @@ pub(super) struct Team<'m> {
     /// A block output awaiting its post-norm (`[d_model]`).
     proj: Shared,
     q: Shared,
-    /// Every layer's key and value rows of this step (before bias and RoPE), `[layer][kv_dim]`.
+    /// Every layer's key and value rows of this step (before bias, norm and RoPE),
+    /// `[layer][kv_dim]`.
     k: Shared,
     v: Shared,
     att: Shared,
@@ -354,39 +355,37 @@ impl<'m> Team<'m> {
         }
         let mut first_error = None;
         for (&(li, phase), counter) in self.plan.iter().zip(&self.counters) {
-            {
-                let (total, min) = match phase {
-                    Phase::Qkv => (c.q_dim() + 2 * c.kv_dim(), MIN_ROWS),
-                    Phase::Attention => (c.n_heads, 1),
-                    Phase::Output | Phase::Down | Phase::PostNorm(_) => (c.d_model, MIN_ROWS),
-                    Phase::GateUp => (c.d_ff, MIN_ROWS),
-                };
-                let mut prepared = false;
-                while let Some(r) = counter.claim(total, self.threads, min) {
-                    let n = r.len();
-                    let t = step.profiling.then(Instant::now);
-                    let res = if prepared {
-                        Ok(())
-                    } else {
-                        self.prepare(step, li, phase, p)
-                    }
-                    .and_then(|()| {
-                        prepared = true;
-                        self.piece(step, li, phase, r, p)
-                    });
-                    counter.finish(n);
-                    if let Some(t) = t {
-                        match phase {
-                            Phase::Attention => p.attention += t.elapsed(),
-                            _ => p.matmul += t.elapsed(),
-                        }
-                    }
-                    if let Err(e) = res {
-                        first_error.get_or_insert(e);
+            let (total, min) = match phase {
+                Phase::Qkv => (c.q_dim() + 2 * c.kv_dim(), MIN_ROWS),
+                Phase::Attention => (c.n_heads, 1),
+                Phase::Output | Phase::Down | Phase::PostNorm(_) => (c.d_model, MIN_ROWS),
+                Phase::GateUp => (c.d_ff, MIN_ROWS),
+            };
+            let mut prepared = false;
+            while let Some(r) = counter.claim(total, self.threads, min) {
+                let n = r.len();
+                let t = step.profiling.then(Instant::now);
+                let res = if prepared {
+                    Ok(())
+                } else {
+                    self.prepare(step, li, phase, p)
+                }
+                .and_then(|()| {
+                    prepared = true;
+                    self.piece(step, li, phase, r, p)
+                });
+                counter.finish(n);
+                if let Some(t) = t {
+                    match phase {
+                        Phase::Attention => p.attention += t.elapsed(),
+                        _ => p.matmul += t.elapsed(),
                     }
                 }
-                counter.wait(total);
+                if let Err(e) = res {
+                    first_error.get_or_insert(e);
+                }
             }
+            counter.wait(total);
         }
         first_error.map_or(Ok(()), Err)
     }
