@@ -1,8 +1,11 @@
-//! Shared helpers of the end-to-end tests: the real model (fetched, never skipped) and the
-//! reference outputs in `fixtures/reference/`.
+//! Shared helpers of the end-to-end tests: the real models (fetched, never skipped), the
+//! reference outputs in `fixtures/reference/`, and the checks every architecture gets
+//! ([`checks`]).
 
 use std::path::PathBuf;
 use std::process::Command;
+
+pub mod checks;
 
 /// The workspace root.
 pub fn root() -> PathBuf {

@@ -137,7 +137,8 @@ pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
     let ttft = {
         let t = Instant::now();
         let m = Model::load(&path)?;
-        let ids = m.tokenizer.encode("The capital of France is", true)?;
+        // Synthetic ids: every vocabulary type can run this, encoder or not.
+        let ids = prompt_tokens(&m, 5);
         let mut s = Session::new(&m, 16);
         let logits = s.forward(&ids, 0)?;
         std::hint::black_box(logits.iter().copied().fold(f32::MIN, f32::max));
@@ -147,6 +148,8 @@ pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
     let max_ctx = a.prompt.iter().copied().max().unwrap_or(0).max(a.n_gen + 1);
     let mut results = Vec::new();
     let mut trace = Vec::new();
+    // The largest KV cache allocation seen, and at how many positions.
+    let mut kv_used = (0usize, 0usize);
     for &threads in &a.threads {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -164,6 +167,7 @@ pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
                     let t = Instant::now();
                     s.forward(&toks, 0)?;
                     let dt = t.elapsed();
+                    kv_used = kv_used.max((s.kv_bytes(), s.n_past()));
                     if rep > 0 {
                         speeds.push(pp as f64 / dt.as_secs_f64());
                     }
@@ -203,6 +207,7 @@ pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
                             });
                         }
                     }
+                    kv_used = kv_used.max((s.kv_bytes(), s.n_past()));
                     if rep > 0 {
                         speeds.push((a.n_gen - 1) as f64 / total.as_secs_f64());
                     }
@@ -247,6 +252,7 @@ pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
             "model": path, "model_mib": file_mib, "kernels": format!("{:?}", edgeinfer_kernels::kernels().level),
             "reps": a.reps, "load_ms": ms(load), "load_to_first_token_ms": ms(ttft),
             "peak_rss_bytes": rss, "weight_bytes_per_token": bytes_per_token,
+            "kv_cache_bytes": kv_used.0, "kv_cache_positions": kv_used.1,
             "read_bandwidth_bytes_s": bandwidth.iter().map(|(t, b)| json!({"threads": t, "bytes_s": b})).collect::<Vec<_>>(),
             "results": rows,
         });
@@ -302,6 +308,12 @@ pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
         out,
         "weights read per decode step: {:.1} MB",
         bytes_per_token / 1e6
+    )?;
+    writeln!(
+        out,
+        "KV cache (f16): {:.2} MiB allocated at {} positions",
+        kv_used.0 as f64 / (1 << 20) as f64,
+        kv_used.1
     )?;
     Ok(())
 }

@@ -415,6 +415,8 @@ pub fn chat(
             .count()
             .min(ids.len() - 1);
         session.truncate(common);
+        // A sliding-window cache may keep less than asked (see Session::truncate).
+        let common = session.n_past();
         cached.truncate(common);
         let t = Instant::now();
         let new = &ids[common..];

@@ -1,12 +1,14 @@
-//! Model hyper-parameters from the GGUF keys of the architecture (`llama.*`, `qwen2.*`).
+//! Model hyper-parameters from the GGUF keys of the architecture (`llama.*`, `qwen2.*`,
+//! `gemma3.*`): the sizes every family has. What a block is made of is the architecture's
+//! description ([`crate::arch`]).
 
 use edgeinfer_gguf::{GgufError, Metadata};
-use edgeinfer_kernels::ops::RopeStyle;
 
+use crate::arch::SUPPORTED_ARCHITECTURES;
 use crate::TransformerError;
 
-/// Architectures this crate can run.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2"];
+/// Most blocks a model may have (llama.cpp's limit too): a larger count is a corrupt file.
+const MAX_LAYERS: usize = 512;
 
 /// Decoder hyper-parameters.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,10 +29,8 @@ pub struct Config {
     pub head_dim: usize,
     /// Dimensions of each head that RoPE rotates.
     pub rope_dim: usize,
-    /// RoPE base frequency.
+    /// RoPE base frequency (`rope.freq_base`; of the global layers where they differ).
     pub rope_base: f32,
-    /// How RoPE pairs dimensions for this architecture.
-    pub rope_style: RopeStyle,
     /// RMSNorm epsilon.
     pub rms_eps: f32,
     /// Context length the model was trained for.
@@ -47,17 +47,9 @@ impl Config {
     /// Read the config; a missing key or an unsupported architecture is an error naming it.
     pub fn from_metadata(md: &Metadata) -> Result<Config, TransformerError> {
         let arch = md.get_str("general.architecture")?.to_string();
-        let rope_style = match arch.as_str() {
-            // The llama converter permutes Q/K rows so that ggml's "normal" (adjacent-pair)
-            // RoPE reproduces the HF half-split rotation.
-            "llama" => RopeStyle::Adjacent,
-            "qwen2" => RopeStyle::HalfSplit,
-            other => {
-                return Err(TransformerError::UnsupportedArchitecture {
-                    arch: other.to_string(),
-                })
-            }
-        };
+        if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
+            return Err(crate::arch::unsupported(&arch));
+        }
         let get = |k: &str| md.get_usize(&key(&arch, k));
         let n_layers = get("block_count")?;
         let d_model = get("embedding_length")?;
@@ -73,15 +65,34 @@ impl Config {
                 "zero size: {n_layers} layers, d_model {d_model}, {n_heads}/{n_kv_heads} heads"
             )));
         }
-        if d_model % n_heads != 0 || n_heads % n_kv_heads != 0 {
-            return Err(bad(format!(
-                "d_model {d_model} with {n_heads} heads and {n_kv_heads} kv heads"
-            )));
+        if n_layers > MAX_LAYERS {
+            return Err(bad(format!("{n_layers} layers (at most {MAX_LAYERS})")));
+        }
+        if n_heads % n_kv_heads != 0 {
+            return Err(bad(format!("{n_heads} heads and {n_kv_heads} kv heads")));
         }
         let head_dim = match get("attention.key_length") {
-            Err(GgufError::KeyNotFound { .. }) => d_model / n_heads,
+            Err(GgufError::KeyNotFound { .. }) if d_model % n_heads == 0 => d_model / n_heads,
+            Err(GgufError::KeyNotFound { .. }) => {
+                return Err(bad(format!(
+                    "d_model {d_model} with {n_heads} heads and no attention.key_length"
+                )))
+            }
             r => r?,
         };
+        match get("attention.value_length") {
+            Err(GgufError::KeyNotFound { .. }) => {}
+            Ok(v) if v == head_dim => {}
+            Ok(v) => {
+                return Err(bad(format!(
+                    "value head width {v} differs from key head width {head_dim}"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if head_dim == 0 {
+            return Err(bad("zero head width".into()));
+        }
         let rope_dim = match get("rope.dimension_count") {
             Err(GgufError::KeyNotFound { .. }) => head_dim,
             r => r?,
@@ -115,7 +126,6 @@ impl Config {
             head_dim,
             rope_dim,
             rope_base,
-            rope_style,
             rms_eps,
             context_length,
             vocab_size,

@@ -1,7 +1,9 @@
-//! A Llama-family decoder over memory-mapped GGUF weights.
+//! A decoder for Llama-family GGUF models (`llama`, `qwen2`, `gemma3`) over memory-mapped
+//! weights.
 //!
-//! * [`Model`] — config from the architecture's GGUF keys, zero-copy weight views, tokenizer
-//!   and chat template; `Send + Sync`, load once and share.
+//! * [`Model`] — config from the architecture's GGUF keys, the block's description
+//!   ([`arch::Architecture`]), zero-copy weight views, tokenizer and chat template;
+//!   `Send + Sync`, load once and share.
 //! * [`Session`] — one sequence's KV cache; `forward(tokens, pos) -> logits`, batched prefill
 //!   through the kernels' matmul, single-token decode through matvec.
 //! * [`Sampler`] — greedy, temperature, top-k, top-p, min-p, repetition/frequency/presence
@@ -22,6 +24,7 @@
 //! # Ok::<(), edgeinfer_transformer::TransformerError>(())
 //! ```
 
+pub mod arch;
 pub mod chat;
 mod config;
 mod generate;
@@ -32,7 +35,8 @@ mod session;
 mod tokenizer;
 mod zero_shot;
 
-pub use config::{Config, SUPPORTED_ARCHITECTURES};
+pub use arch::{Architecture, SUPPORTED_ARCHITECTURES};
+pub use config::Config;
 pub use generate::{Generator, Piece, StopReason, TokenStream};
 pub use model::{Layer, Model, WeightRef};
 pub use perplexity::{log_prob, perplexity, Perplexity};
@@ -51,8 +55,8 @@ pub enum TransformerError {
     Gguf(#[from] edgeinfer_gguf::GgufError),
     #[error(transparent)]
     Kernel(#[from] edgeinfer_kernels::KernelError),
-    #[error("architecture {arch:?} is not supported yet (supported: llama, qwen2)")]
-    UnsupportedArchitecture { arch: String },
+    #[error("architecture {arch:?} is not supported yet (supported: {supported})")]
+    UnsupportedArchitecture { arch: String, supported: String },
     #[error("tokenizer not supported: {what}")]
     UnsupportedTokenizer { what: String },
     #[error("bad model config: {what}")]

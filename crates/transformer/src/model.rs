@@ -7,6 +7,7 @@ use std::sync::Arc;
 use edgeinfer_gguf::{GgufFile, TensorInfo};
 use edgeinfer_kernels::{format, DType, Matrix};
 
+use crate::arch::{self, Architecture, Presence};
 use crate::{Config, Tokenizer, TransformerError};
 
 /// Where a weight matrix lies in the file: `rows` output features × `cols` inputs.
@@ -19,7 +20,8 @@ pub struct WeightRef {
     n_bytes: usize,
 }
 
-/// One transformer block. Shapes in (rows × cols) = (out × in).
+/// One transformer block's weights. Shapes in (rows × cols) = (out × in). Which optional
+/// tensors are present is the architecture's description ([`Architecture`]).
 #[derive(Clone, Debug)]
 pub struct Layer {
     /// [d_model] RMSNorm weight before attention.
@@ -34,8 +36,13 @@ pub struct Layer {
     pub bq: Option<Vec<f32>>,
     pub bk: Option<Vec<f32>>,
     pub bv: Option<Vec<f32>>,
+    /// Per-head RMSNorm weights of Q and K (Gemma 3): [head_dim] each.
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
     /// [d_model × q_dim]
     pub wo: WeightRef,
+    /// [d_model] RMSNorm weight of the attention output (Gemma 3).
+    pub post_attention_norm: Option<Vec<f32>>,
     /// [d_model] RMSNorm weight before the feed-forward.
     pub ffn_norm: Vec<f32>,
     /// [d_ff × d_model]
@@ -44,6 +51,8 @@ pub struct Layer {
     pub w_up: WeightRef,
     /// [d_model × d_ff]
     pub w_down: WeightRef,
+    /// [d_model] RMSNorm weight of the feed-forward output (Gemma 3).
+    pub post_ffn_norm: Option<Vec<f32>>,
 }
 
 /// A loaded decoder: config, tokenizer, and weight records over a shared mapped file.
@@ -51,6 +60,8 @@ pub struct Layer {
 pub struct Model {
     file: Arc<GgufFile>,
     pub config: Config,
+    /// What a block is for this architecture.
+    pub arch: Architecture,
     pub tokenizer: Tokenizer,
     /// `tokenizer.chat_template`, if the file has one.
     pub chat_template: Option<String>,
@@ -67,6 +78,7 @@ impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Model")
             .field("config", &self.config)
+            .field("arch", &self.arch)
             .finish()
     }
 }
@@ -137,6 +149,28 @@ impl Loader<'_> {
         }
         self.vector(name, len).map(Some)
     }
+
+    /// A vector the description says is `presence`.
+    fn vector_if(
+        &self,
+        presence: Presence,
+        name: &str,
+        len: usize,
+    ) -> Result<Option<Vec<f32>>, TransformerError> {
+        match presence {
+            Presence::Absent => Ok(None),
+            Presence::Optional => self.optional_vector(name, len),
+            Presence::Required => self.vector(name, len).map(Some),
+        }
+    }
+}
+
+fn required(on: bool) -> Presence {
+    if on {
+        Presence::Required
+    } else {
+        Presence::Absent
+    }
 }
 
 impl Model {
@@ -184,35 +218,52 @@ impl Model {
             .get_str("tokenizer.chat_template")
             .ok()
             .map(str::to_string);
+        let arch = arch::describe(md, &config)?;
         let l = Loader { file: &file };
         let c = &config;
         let token_embd = l.matrix("token_embd.weight", c.vocab_size, c.d_model)?;
         let output = match file.tensor_info("output.weight") {
-            Ok(_) => l.matrix("output.weight", c.vocab_size, c.d_model)?,
-            Err(_) => token_embd,
+            Err(_) if arch.tied_output_when_absent => token_embd,
+            _ => l.matrix("output.weight", c.vocab_size, c.d_model)?,
         };
         let output_norm = l.vector("output_norm.weight", c.d_model)?;
+        let t = &arch.names;
         let mut layers = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
-            let n = |s: &str| format!("blk.{i}.{s}");
+            let w = |s: &str| format!("blk.{i}.{s}.weight");
+            let b = |s: &str| format!("blk.{i}.{s}.bias");
+            let (qk_norm, bias) = (required(arch.qk_norm), arch.qkv_bias);
             layers.push(Layer {
-                attn_norm: l.vector(&n("attn_norm.weight"), c.d_model)?,
-                wq: l.matrix(&n("attn_q.weight"), c.q_dim(), c.d_model)?,
-                wk: l.matrix(&n("attn_k.weight"), c.kv_dim(), c.d_model)?,
-                wv: l.matrix(&n("attn_v.weight"), c.kv_dim(), c.d_model)?,
-                bq: l.optional_vector(&n("attn_q.bias"), c.q_dim())?,
-                bk: l.optional_vector(&n("attn_k.bias"), c.kv_dim())?,
-                bv: l.optional_vector(&n("attn_v.bias"), c.kv_dim())?,
-                wo: l.matrix(&n("attn_output.weight"), c.d_model, c.q_dim())?,
-                ffn_norm: l.vector(&n("ffn_norm.weight"), c.d_model)?,
-                w_gate: l.matrix(&n("ffn_gate.weight"), c.d_ff, c.d_model)?,
-                w_up: l.matrix(&n("ffn_up.weight"), c.d_ff, c.d_model)?,
-                w_down: l.matrix(&n("ffn_down.weight"), c.d_model, c.d_ff)?,
+                attn_norm: l.vector(&w(t.attn_norm), c.d_model)?,
+                wq: l.matrix(&w(t.q), c.q_dim(), c.d_model)?,
+                wk: l.matrix(&w(t.k), c.kv_dim(), c.d_model)?,
+                wv: l.matrix(&w(t.v), c.kv_dim(), c.d_model)?,
+                bq: l.vector_if(bias, &b(t.q), c.q_dim())?,
+                bk: l.vector_if(bias, &b(t.k), c.kv_dim())?,
+                bv: l.vector_if(bias, &b(t.v), c.kv_dim())?,
+                q_norm: l.vector_if(qk_norm, &w(t.q_norm), c.head_dim)?,
+                k_norm: l.vector_if(qk_norm, &w(t.k_norm), c.head_dim)?,
+                wo: l.matrix(&w(t.output), c.d_model, c.q_dim())?,
+                post_attention_norm: l.vector_if(
+                    required(arch.post_attention_norm),
+                    &w(t.post_attention_norm),
+                    c.d_model,
+                )?,
+                ffn_norm: l.vector(&w(t.ffn_norm), c.d_model)?,
+                w_gate: l.matrix(&w(t.gate), c.d_ff, c.d_model)?,
+                w_up: l.matrix(&w(t.up), c.d_ff, c.d_model)?,
+                w_down: l.matrix(&w(t.down), c.d_model, c.d_ff)?,
+                post_ffn_norm: l.vector_if(
+                    required(arch.post_ffn_norm),
+                    &w(t.post_ffn_norm),
+                    c.d_model,
+                )?,
             });
         }
         Ok(Model {
             file,
             config,
+            arch,
             tokenizer,
             chat_template,
             token_embd,

@@ -1,11 +1,17 @@
 //! One conversation's state over a shared [`Model`]: the KV cache and scratch buffers, and the
 //! forward pass.
 //!
-//! KV cache: per layer `[position][kv_head][head_dim]`, grown as positions are used (no
-//! up-front allocation for the full context). f16 by default, as llama.cpp: it halves the
-//! cache (SmolLM2: 23 KB instead of 46 KB per token, 14 MB instead of 28 MB at 600 tokens) and
-//! the bytes attention reads, for a logit change far below the 8-bit activation rounding.
-//! [`Precision::ExactF32`] uses an f32 cache, so the exact path matches an f32 reference.
+//! The block is computed from the architecture's description ([`crate::arch`]) by the maths
+//! in `block.rs`, which both executors call: the fork-join path here (every layer for a batch
+//! of rows, forking the pool around each product) and the decode team (`team.rs`, one token's
+//! step as one broadcast of the pool).
+//!
+//! KV cache (`kv.rs`): per layer `[slot][kv_head][head_dim]`; global layers grow as positions
+//! are used (no up-front allocation for the full context), sliding-window layers keep a ring
+//! of `window` slots. f16 by default, as llama.cpp: it halves the cache (SmolLM2: 23 KB
+//! instead of 46 KB per token, 14 MB instead of 28 MB at 600 tokens) and the bytes attention
+//! reads, for a logit change far below the 8-bit activation rounding. [`Precision::ExactF32`]
+//! uses an f32 cache, so the exact path matches an f32 reference.
 
 use edgeinfer_kernels::ops::{self, rope_freqs};
 use std::time::{Duration, Instant};
@@ -16,7 +22,12 @@ use rayon::prelude::*;
 use crate::model::WeightRef;
 use crate::{Model, TransformerError};
 
+mod block;
+mod kv;
 mod team;
+
+use block::Rows;
+use kv::{KvCache, KvView};
 
 /// Longest micro-batch of one forward pass; longer inputs are split.
 pub const MAX_BATCH: usize = 128;
@@ -40,10 +51,16 @@ struct Scratch {
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
+    k16: Vec<u16>,
+    v16: Vec<u16>,
     att: Vec<f32>,
     proj: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
+    tmp: Vec<f32>,
+    /// Per RoPE table, the `(sin, cos)` pairs of each token of the batch.
+    angles: Vec<Vec<(f32, f32)>>,
+    one_angles: Vec<(f32, f32)>,
     act: Activations,
 }
 
@@ -52,69 +69,6 @@ struct Scratch {
 pub enum KvType {
     F16,
     F32,
-}
-
-/// Per layer `[n_past × kv_dim]` keys and values, in one element type.
-enum KvCache {
-    F16 { k: Vec<Vec<u16>>, v: Vec<Vec<u16>> },
-    F32 { k: Vec<Vec<f32>>, v: Vec<Vec<f32>> },
-}
-
-impl KvCache {
-    fn new(t: KvType, layers: usize) -> Self {
-        match t {
-            KvType::F16 => KvCache::F16 {
-                k: vec![Vec::new(); layers],
-                v: vec![Vec::new(); layers],
-            },
-            KvType::F32 => KvCache::F32 {
-                k: vec![Vec::new(); layers],
-                v: vec![Vec::new(); layers],
-            },
-        }
-    }
-    fn truncate(&mut self, len: usize) {
-        match self {
-            KvCache::F16 { k, v } => k
-                .iter_mut()
-                .chain(v.iter_mut())
-                .for_each(|c| c.truncate(len)),
-            KvCache::F32 { k, v } => k
-                .iter_mut()
-                .chain(v.iter_mut())
-                .for_each(|c| c.truncate(len)),
-        }
-    }
-    fn bytes(&self) -> usize {
-        match self {
-            KvCache::F16 { k, v } => k.iter().chain(v).map(|c| c.len() * 2).sum(),
-            KvCache::F32 { k, v } => k.iter().chain(v).map(|c| c.len() * 4).sum(),
-        }
-    }
-    fn append(&mut self, layer: usize, keys: &[f32], values: &[f32]) {
-        match self {
-            KvCache::F16 { k, v } => {
-                ops::extend_f16(&mut k[layer], keys);
-                ops::extend_f16(&mut v[layer], values);
-            }
-            KvCache::F32 { k, v } => {
-                k[layer].extend_from_slice(keys);
-                v[layer].extend_from_slice(values);
-            }
-        }
-    }
-    fn layer(&self, layer: usize) -> KvView<'_> {
-        match self {
-            KvCache::F16 { k, v } => KvView::F16(&k[layer], &v[layer]),
-            KvCache::F32 { k, v } => KvView::F32(&k[layer], &v[layer]),
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum KvView<'a> {
-    F16(&'a [u16], &'a [u16]),
-    F32(&'a [f32], &'a [f32]),
 }
 
 /// Where one forward pass spent its time (filled only when profiling is on). For a decode
@@ -148,7 +102,12 @@ pub struct Session<'m> {
     precision: Precision,
     kv: KvCache,
     n_past: usize,
-    freqs: Vec<f32>,
+    /// Per layer: its attention window (`None`: global).
+    windows: Vec<Option<usize>>,
+    /// Sliding-window layers keep every position instead of a ring.
+    full_cache: bool,
+    /// Per RoPE table of the architecture, its inverse frequencies.
+    freqs: Vec<Vec<f32>>,
     s: Scratch,
     profiling: bool,
     profile: StepProfile,
@@ -172,19 +131,48 @@ impl<'m> Session<'m> {
     /// A session that can hold `max_ctx` positions (at most the model's context length).
     pub fn new(model: &'m Model, max_ctx: usize) -> Self {
         let c = &model.config;
-        Session {
+        let a = &model.arch;
+        let mut s = Session {
             model,
             max_ctx: max_ctx.min(c.context_length).max(1),
             precision: Precision::Quantized,
-            kv: KvCache::new(KvType::F16, c.n_layers),
+            kv: KvCache::new(KvType::F16, &[]),
             n_past: 0,
-            freqs: rope_freqs(c.rope_dim, c.rope_base),
+            windows: a.layers.iter().map(|l| l.window).collect(),
+            full_cache: false,
+            freqs: a
+                .ropes
+                .iter()
+                .map(|r| {
+                    let mut f = rope_freqs(c.rope_dim, r.base);
+                    if r.freq_scale != 1.0 {
+                        f.iter_mut().for_each(|f| *f *= r.freq_scale);
+                    }
+                    f
+                })
+                .collect(),
             s: Scratch::default(),
             profiling: false,
             profile: StepProfile::default(),
             use_team: std::env::var_os("EDGEINFER_DECODE").is_none_or(|v| v != "fork-join"),
             team: None,
-        }
+        };
+        s.reset_cache(KvType::F16);
+        s
+    }
+
+    /// A new, empty cache of type `t` for the current windows.
+    fn reset_cache(&mut self, t: KvType) {
+        let rings: Vec<Option<usize>> = self
+            .windows
+            .iter()
+            .map(|w| match w {
+                Some(w) if !self.full_cache => Some((*w).min(self.max_ctx)),
+                _ => None,
+            })
+            .collect();
+        self.kv = KvCache::new(t, &rings);
+        self.n_past = 0;
     }
 
     /// Whether single-token steps with several threads keep the pool together for the whole
@@ -210,8 +198,30 @@ impl<'m> Session<'m> {
 
     /// Set the KV cache element type (default f16). Clears the cache.
     pub fn with_kv_type(mut self, t: KvType) -> Self {
-        self.kv = KvCache::new(t, self.model.config.n_layers);
-        self.n_past = 0;
+        self.reset_cache(t);
+        self
+    }
+
+    /// Whether sliding-window layers keep every position (as llama.cpp's `--swa-full`) rather
+    /// than a ring of `window` positions (default): more memory, but [`Session::truncate`]
+    /// can then rewind to any position. Attention is the same either way. Clears the cache.
+    pub fn with_full_cache(mut self, on: bool) -> Self {
+        self.full_cache = on;
+        let t = self.kv.kv_type();
+        self.reset_cache(t);
+        self
+    }
+
+    /// Replace the attention window of every sliding-window layer by `window` (at least 1);
+    /// for tests of the ring cache on short inputs — the model was not trained for it. Clears
+    /// the cache.
+    #[doc(hidden)]
+    pub fn with_sliding_window(mut self, window: usize) -> Self {
+        for w in self.windows.iter_mut().flatten() {
+            *w = window.max(1);
+        }
+        let t = self.kv.kv_type();
+        self.reset_cache(t);
         self
     }
 
@@ -236,13 +246,21 @@ impl<'m> Session<'m> {
     pub fn max_ctx(&self) -> usize {
         self.max_ctx
     }
-    /// Forget everything after the first `n` positions (n ≤ n_past).
+    /// Forget everything after the first `n` positions (n ≤ n_past). A sliding-window layer's
+    /// ring holds only its last `window` positions: when a rewind needs positions it has
+    /// overwritten (n < n_past − 1 after more than `window` positions), the cache is cleared
+    /// instead and [`Session::n_past`] is 0 — read it after truncating, and run the tokens from
+    /// there (or use [`Session::with_full_cache`]).
     pub fn truncate(&mut self, n: usize) {
         let n = n.min(self.n_past);
-        self.kv.truncate(n * self.model.config.kv_dim());
-        self.n_past = n;
+        if self.kv.can_continue_at(n) {
+            self.n_past = n;
+        } else {
+            self.kv.forget();
+            self.n_past = 0;
+        }
     }
-    /// Bytes the KV cache holds now.
+    /// Bytes allocated for the KV cache now.
     pub fn kv_bytes(&self) -> usize {
         self.kv.bytes()
     }
@@ -284,6 +302,13 @@ impl<'m> Session<'m> {
             });
         }
         self.truncate(pos);
+        if self.n_past < pos {
+            // A ring no longer holds what position `pos` attends to.
+            return Err(TransformerError::BadPosition {
+                pos,
+                n_past: self.n_past,
+            });
+        }
         if tokens.len() <= MAX_BATCH {
             return self.forward_batch(tokens, pos, which);
         }
@@ -345,6 +370,9 @@ impl<'m> Session<'m> {
         let emb = m.matrix(&m.token_embd);
         for (row, &tok) in s.x.chunks_exact_mut(d).zip(tokens) {
             emb.dequantize_row(tok as usize, row)?;
+            if let Some(scale) = m.arch.embedding_scale {
+                row.iter_mut().for_each(|x| *x *= scale);
+            }
         }
         let threads = rayon::current_num_threads();
         if t_n == 1 && self.use_team && threads > 1 && self.precision == Precision::Quantized {
@@ -356,11 +384,12 @@ impl<'m> Session<'m> {
                 model: m,
                 kv: &self.kv,
                 pos,
+                windows: &self.windows,
                 freqs: &self.freqs,
                 profiling: self.profiling,
             };
             let (matmul, attention) = team.run(&step, &mut s.x)?;
-            team.append_kv(m, &self.freqs, pos, &mut self.kv);
+            team.append_kv(m, &self.freqs, pos, self.max_ctx, &mut self.kv);
             clock.matmul = matmul;
             clock.attention = attention;
         } else {
@@ -398,6 +427,10 @@ impl<'m> Session<'m> {
             &mut [(&m.output, &mut logits)],
         )?;
         clock.stop(Part::Matmul);
+        if let Some(cap) = m.arch.final_logit_softcap {
+            let inv = 1.0 / cap;
+            logits.iter_mut().for_each(|l| *l = (*l * inv).tanh() * cap);
+        }
         if self.profiling {
             self.profile = clock.profile(t_n, pos, started);
         }
@@ -413,17 +446,28 @@ impl<'m> Session<'m> {
     ) -> Result<(), TransformerError> {
         let m = self.model;
         let c = &m.config;
-        let d = c.d_model;
+        let (d, qd, kvd) = (c.d_model, c.q_dim(), c.kv_dim());
         let s = &mut self.s;
+        // Each RoPE table's angles for the batch's positions, once per pass.
+        s.angles.resize_with(self.freqs.len(), Vec::new);
+        for (angles, freqs) in s.angles.iter_mut().zip(&self.freqs) {
+            angles.clear();
+            for t in 0..t_n {
+                ops::rope_angles(freqs, pos + t, &mut s.one_angles);
+                angles.extend_from_slice(&s.one_angles);
+            }
+        }
+        let n_rot = c.rope_dim / 2;
         for (li, layer) in m.layers.iter().enumerate() {
+            let spec = &m.arch.layers[li];
             // --- attention
             s.xn.resize(t_n * d, 0.0);
             for (xr, nr) in s.x.chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
                 ops::rmsnorm(xr, &layer.attn_norm, c.rms_eps, nr);
             }
-            s.q.resize(t_n * c.q_dim(), 0.0);
-            s.k.resize(t_n * c.kv_dim(), 0.0);
-            s.v.resize(t_n * c.kv_dim(), 0.0);
+            s.q.resize(t_n * qd, 0.0);
+            s.k.resize(t_n * kvd, 0.0);
+            s.v.resize(t_n * kvd, 0.0);
             clock.start();
             project(
                 m,
@@ -437,39 +481,30 @@ impl<'m> Session<'m> {
                 ],
             )?;
             clock.stop(Part::Matmul);
-            for (buf, bias) in [
-                (&mut s.q, &layer.bq),
-                (&mut s.k, &layer.bk),
-                (&mut s.v, &layer.bv),
-            ] {
-                if let Some(b) = bias {
-                    for row in buf.chunks_exact_mut(b.len()) {
-                        row.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                    }
-                }
+            let angles = &s.angles[spec.rope];
+            for (t, ((q, k), v)) in
+                s.q.chunks_exact_mut(qd)
+                    .zip(s.k.chunks_exact_mut(kvd))
+                    .zip(s.v.chunks_exact_mut(kvd))
+                    .enumerate()
+            {
+                let sin_cos = &angles[t * n_rot..(t + 1) * n_rot];
+                block::finish_token(m, layer, q, k, v, sin_cos, &mut s.tmp);
             }
-            for t in 0..t_n {
-                let p = pos + t;
-                ops::rope(
-                    &mut s.q[t * c.q_dim()..(t + 1) * c.q_dim()],
-                    c.head_dim,
-                    &self.freqs,
-                    p,
-                    c.rope_style,
-                );
-                ops::rope(
-                    &mut s.k[t * c.kv_dim()..(t + 1) * c.kv_dim()],
-                    c.head_dim,
-                    &self.freqs,
-                    p,
-                    c.rope_style,
-                );
-            }
-            self.kv.append(li, &s.k, &s.v);
-            s.att.resize(t_n * c.q_dim(), 0.0);
+            let new = kv::encode(self.kv.kv_type(), &s.k, &s.v, &mut s.k16, &mut s.v16);
+            s.att.resize(t_n * qd, 0.0);
             clock.start();
-            attention(m, &s.q, self.kv.layer(li), pos, &mut s.att);
+            attention(
+                m,
+                &s.q,
+                self.kv.layer(li),
+                new,
+                self.windows[li],
+                pos,
+                &mut s.att,
+            );
             clock.stop(Part::Attention);
+            self.kv.write(li, pos, new, kvd, self.max_ctx);
             s.proj.resize(t_n * d, 0.0);
             clock.start();
             project(
@@ -480,9 +515,15 @@ impl<'m> Session<'m> {
                 &mut [(&layer.wo, &mut s.proj)],
             )?;
             clock.stop(Part::Matmul);
-            s.x.iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
+            residual(
+                &mut s.x,
+                &s.proj,
+                layer.post_attention_norm.as_deref(),
+                c.rms_eps,
+                &mut s.xn,
+            );
 
-            // --- feed-forward (SwiGLU)
+            // --- gated feed-forward
             for (xr, nr) in s.x.chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
                 ops::rmsnorm(xr, &layer.ffn_norm, c.rms_eps, nr);
             }
@@ -497,7 +538,7 @@ impl<'m> Session<'m> {
                 &mut [(&layer.w_gate, &mut s.gate), (&layer.w_up, &mut s.up)],
             )?;
             clock.stop(Part::Matmul);
-            ops::swiglu(&mut s.gate, &s.up);
+            block::gated(m.arch.ffn, &mut s.gate, &s.up);
             clock.start();
             project(
                 m,
@@ -507,9 +548,34 @@ impl<'m> Session<'m> {
                 &mut [(&layer.w_down, &mut s.proj)],
             )?;
             clock.stop(Part::Matmul);
-            s.x.iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
+            residual(
+                &mut s.x,
+                &s.proj,
+                layer.post_ffn_norm.as_deref(),
+                c.rms_eps,
+                &mut s.xn,
+            );
         }
         Ok(())
+    }
+}
+
+/// `x += post_norm(y)` row by row (`y` as it is without a post-norm); `tmp` is scratch of at
+/// least `x`'s length.
+fn residual(x: &mut [f32], y: &[f32], post_norm: Option<&[f32]>, eps: f32, tmp: &mut [f32]) {
+    match post_norm {
+        None => x.iter_mut().zip(y).for_each(|(x, y)| *x += y),
+        Some(w) => {
+            let d = w.len();
+            for ((xr, yr), nr) in x
+                .chunks_exact_mut(d)
+                .zip(y.chunks_exact(d))
+                .zip(tmp.chunks_exact_mut(d))
+            {
+                ops::rmsnorm(yr, w, eps, nr);
+                xr.iter_mut().zip(nr.iter()).for_each(|(x, n)| *x += n);
+            }
+        }
     }
 }
 
@@ -599,28 +665,41 @@ fn project(
 }
 
 /// Causal multi-head attention with grouped K/V heads for queries at positions
-/// `pos..pos + T` over the cache (`[n_ctx × kv_dim]`, already holding those positions).
-fn attention(m: &Model, q: &[f32], kv: KvView<'_>, pos: usize, out: &mut [f32]) {
+/// `pos..pos + T` (`q`: T × q_dim), over the cache (positions before `pos`) and the batch's
+/// own keys and values `new` (T × kv_dim, in the cache's type), each query seeing what its
+/// layer's `window` lets it.
+fn attention(
+    m: &Model,
+    q: &[f32],
+    cache: kv::LayerView<'_>,
+    new: KvView<'_>,
+    window: Option<usize>,
+    pos: usize,
+    out: &mut [f32],
+) {
     let c = &m.config;
     let (hd, n_heads, kv_dim) = (c.head_dim, c.n_heads, c.kv_dim());
     let group = n_heads / c.n_kv_heads;
-    let scale = 1.0 / (hd as f32).sqrt();
+    let scale = m.arch.attention_scale;
     let one = |scores: &mut Vec<f32>, (idx, o): (usize, &mut [f32])| {
         let (t, h) = (idx / n_heads, idx % n_heads);
-        let head = HeadKv {
-            cache: kv,
-            n_cached: pos + t + 1,
-            stride: kv_dim,
-            offset: (h / group) * hd,
-            current: None,
+        let offset = (h / group) * hd;
+        let (past, rows) = block::visible(window, pos + t, pos);
+        let kv = block::HeadKv {
+            cache: Rows {
+                kv: cache.kv,
+                stride: kv_dim,
+                offset,
+            },
+            past: kv::slots(cache.ring, past),
+            batch: Rows {
+                kv: new,
+                stride: kv_dim,
+                offset,
+            },
+            new: rows,
         };
-        attend_head(
-            &q[t * n_heads * hd + h * hd..][..hd],
-            &head,
-            scale,
-            scores,
-            o,
-        );
+        block::attend_head(&q[t * n_heads * hd + h * hd..][..hd], &kv, scale, scores, o);
     };
     let work = out.len() / hd * (pos + out.len() / (n_heads * hd));
     if work * hd < 64 * 1024 || rayon::current_num_threads() == 1 {
@@ -632,44 +711,5 @@ fn attention(m: &Model, q: &[f32], kv: KvView<'_>, pos: usize, out: &mut [f32]) 
         out.par_chunks_exact_mut(hd)
             .enumerate()
             .for_each_init(Vec::new, one);
-    }
-}
-
-/// What one query head attends over: `n_cached` positions of its K/V head in the cache (rows
-/// of `stride` values, the head's at `offset`), then, if given, the current position's key
-/// and value (one head each) held outside the cache.
-struct HeadKv<'a> {
-    cache: KvView<'a>,
-    n_cached: usize,
-    stride: usize,
-    offset: usize,
-    current: Option<KvView<'a>>,
-}
-
-/// Softmax-weighted sum of the values for one query head (`scores` is scratch, reused).
-fn attend_head(qh: &[f32], kv: &HeadKv<'_>, scale: f32, scores: &mut Vec<f32>, o: &mut [f32]) {
-    let hd = qh.len();
-    let at = |s: usize| s * kv.stride + kv.offset..s * kv.stride + kv.offset + hd;
-    let n = kv.n_cached;
-    scores.clear();
-    match kv.cache {
-        KvView::F16(k, _) => scores.extend((0..n).map(|s| ops::dot_f16(qh, &k[at(s)]) * scale)),
-        KvView::F32(k, _) => scores.extend((0..n).map(|s| ops::dot(qh, &k[at(s)]) * scale)),
-    }
-    match kv.current {
-        Some(KvView::F16(k, _)) => scores.push(ops::dot_f16(qh, k) * scale),
-        Some(KvView::F32(k, _)) => scores.push(ops::dot(qh, k) * scale),
-        None => {}
-    }
-    ops::softmax(scores);
-    o.fill(0.0);
-    match kv.cache {
-        KvView::F16(_, v) => (0..n).for_each(|s| ops::axpy_f16(scores[s], &v[at(s)], o)),
-        KvView::F32(_, v) => (0..n).for_each(|s| ops::axpy(scores[s], &v[at(s)], o)),
-    }
-    match kv.current {
-        Some(KvView::F16(_, v)) => ops::axpy_f16(scores[n], v, o),
-        Some(KvView::F32(_, v)) => ops::axpy(scores[n], v, o),
-        None => {}
     }
 }

@@ -146,6 +146,10 @@ impl<'m> ZeroShot<'m> {
                     lp += log_prob(&rows[k * v..(k + 1) * v], next as usize);
                 }
                 session.truncate(n);
+                if session.n_past() < n {
+                    // A sliding-window ring lost what the prompt's end attends to: run it again.
+                    session.forward(&prompt, 0)?;
+                }
             }
             log_probs.push(lp);
         }

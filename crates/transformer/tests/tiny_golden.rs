@@ -266,7 +266,6 @@ fn qwen2_tiny_matches_numpy() {
 }
 
 #[test]
-#[ignore = "needs the gemma3 forward from branch arch"]
 fn gemma3_tiny_matches_numpy() {
     check_arch("gemma3");
 }

@@ -1,11 +1,15 @@
-//! One decode step with the pool's threads kept together for the whole pass.
+//! One decode step with the pool's threads kept together for the whole pass. The maths of
+//! each piece is `block.rs`'s, as in the fork-join path; this module only decides which
+//! thread computes which piece, and when.
 //!
 //! The rayon path forks and joins the pool around each of a layer's four products (about 120
 //! times per token for SmolLM2-135M), and a joined worker that has gone idle must be woken for
 //! the next one; between products the other threads wait while one computes norms, RoPE and
 //! attention. Here a step is one `rayon::broadcast`: every thread of the pool walks the same
 //! list of phases (per layer: Q/K/V rows, attention heads, output projection rows, gate/up rows
-//! with SwiGLU, down projection rows), takes pieces of each phase from a shared counter —
+//! with the gated activation, down projection rows; for an architecture with post-norms, the
+//! attention and feed-forward outputs are stored whole and a further phase adds their
+//! normalized rows to the residual), takes pieces of each phase from a shared counter —
 //! large pieces first, smaller ones towards the end, so a thread running slower or starting
 //! late simply takes fewer — and spins only until the phase's last piece is done. The small
 //! serial steps (RMSNorm, quantizing a phase's input) are done by every thread that takes part
@@ -24,10 +28,11 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use edgeinfer_kernels::ops::{self, RopeStyle};
+use edgeinfer_kernels::ops;
 use edgeinfer_kernels::{Activations, DType, KernelError, Matrix};
 
-use super::{attend_head, HeadKv, KvCache, KvView};
+use super::block::{self, Rows};
+use super::kv::{self, KvCache};
 use crate::{Model, TransformerError};
 
 /// f32 values shared between the team's threads.
@@ -109,18 +114,20 @@ impl Counter {
 enum Phase {
     Qkv,
     Attention,
+    /// Output projection rows: added to the residual, or stored for [`Phase::PostNorm`].
     Output,
     GateUp,
+    /// Down projection rows, as [`Phase::Output`].
     Down,
+    /// Residual rows plus the post-norm of the stored output (of attention or feed-forward).
+    PostNorm(Block),
 }
 
-const PHASES: [Phase; 5] = [
-    Phase::Qkv,
-    Phase::Attention,
-    Phase::Output,
-    Phase::GateUp,
-    Phase::Down,
-];
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Block {
+    Attention,
+    Ffn,
+}
 
 /// Smallest piece of a product, in rows.
 const MIN_ROWS: usize = 16;
@@ -143,7 +150,9 @@ struct Private {
     acts: Vec<(DType, Activations)>,
     out: Vec<f32>,
     out2: Vec<f32>,
-    sin_cos: Vec<(f32, f32)>,
+    /// Per RoPE table, the angles of this step's position.
+    sin_cos: Vec<Vec<(f32, f32)>>,
+    tmp: Vec<f32>,
     qh: Vec<f32>,
     kh: Vec<f32>,
     vh: Vec<f32>,
@@ -193,10 +202,15 @@ fn act_of(acts: &[(DType, Activations)], t: DType) -> Result<&Activations, Kerne
 pub(super) struct Team<'m> {
     threads: usize,
     mats: Vec<LayerMats<'m>>,
+    /// The step's phases in order: `(layer, phase)`.
+    plan: Vec<(usize, Phase)>,
     counters: Vec<Counter>,
     x: Shared,
+    /// A block output awaiting its post-norm (`[d_model]`).
+    proj: Shared,
     q: Shared,
-    /// Every layer's key and value rows of this step (before bias and RoPE), `[layer][kv_dim]`.
+    /// Every layer's key and value rows of this step (before bias, norm and RoPE),
+    /// `[layer][kv_dim]`.
     k: Shared,
     v: Shared,
     att: Shared,
@@ -209,7 +223,10 @@ pub(super) struct Step<'a> {
     pub model: &'a Model,
     pub kv: &'a KvCache,
     pub pos: usize,
-    pub freqs: &'a [f32],
+    /// Per layer, its attention window.
+    pub windows: &'a [Option<usize>],
+    /// Per RoPE table, its inverse frequencies.
+    pub freqs: &'a [Vec<f32>],
     pub profiling: bool,
 }
 
@@ -229,13 +246,28 @@ impl<'m> Team<'m> {
                 down: model.matrix(&l.w_down),
             })
             .collect();
+        let mut plan = Vec::new();
+        for (li, l) in model.layers.iter().enumerate() {
+            plan.extend([
+                (li, Phase::Qkv),
+                (li, Phase::Attention),
+                (li, Phase::Output),
+            ]);
+            if l.post_attention_norm.is_some() {
+                plan.push((li, Phase::PostNorm(Block::Attention)));
+            }
+            plan.extend([(li, Phase::GateUp), (li, Phase::Down)]);
+            if l.post_ffn_norm.is_some() {
+                plan.push((li, Phase::PostNorm(Block::Ffn)));
+            }
+        }
         Team {
             threads,
             mats,
-            counters: (0..c.n_layers * PHASES.len())
-                .map(|_| Counter::default())
-                .collect(),
+            counters: plan.iter().map(|_| Counter::default()).collect(),
+            plan,
             x: Shared::new(c.d_model),
+            proj: Shared::new(c.d_model),
             q: Shared::new(c.q_dim()),
             k: Shared::new(c.n_layers * c.kv_dim()),
             v: Shared::new(c.n_layers * c.kv_dim()),
@@ -274,21 +306,39 @@ impl<'m> Team<'m> {
         Ok((p.matmul, p.attention))
     }
 
-    /// Append the last step's keys and values to `kv` as the rayon path does: plus bias, keys
-    /// rotated for position `pos`.
-    pub fn append_kv(&self, m: &Model, freqs: &[f32], pos: usize, kv: &mut KvCache) {
+    /// Append the last step's keys and values to `kv` as the fork-join path does (bias,
+    /// norm and RoPE for position `pos` by [`block::finish_token`]'s maths).
+    pub fn append_kv(
+        &self,
+        m: &Model,
+        freqs: &[Vec<f32>],
+        pos: usize,
+        max_ctx: usize,
+        kv: &mut KvCache,
+    ) {
         let c = &m.config;
-        let kvd = c.kv_dim();
-        let mut sin_cos = Vec::new();
-        ops::rope_angles(freqs, pos, &mut sin_cos);
-        let (mut k, mut v) = (Vec::new(), Vec::new());
+        let (hd, kvd) = (c.head_dim, c.kv_dim());
+        // Thread 0's buffers, idle between steps.
+        let mut guard = self.private[0].lock().expect("team scratch");
+        let p = &mut *guard;
+        p.sin_cos.resize_with(freqs.len(), Vec::new);
+        for (a, f) in p.sin_cos.iter_mut().zip(freqs) {
+            ops::rope_angles(f, pos, a);
+        }
         for (li, layer) in m.layers.iter().enumerate() {
-            self.k.load(li * kvd..(li + 1) * kvd, &mut k);
-            self.v.load(li * kvd..(li + 1) * kvd, &mut v);
-            add_bias(&mut k, layer.bk.as_deref());
-            add_bias(&mut v, layer.bv.as_deref());
-            ops::rope_with(&mut k, c.head_dim, &sin_cos, c.rope_style);
-            kv.append(li, &k, &v);
+            self.k.load(li * kvd..(li + 1) * kvd, &mut p.kh);
+            self.v.load(li * kvd..(li + 1) * kvd, &mut p.vh);
+            let angles = &p.sin_cos[m.arch.layers[li].rope];
+            for (g, (kh, vh)) in
+                p.kh.chunks_exact_mut(hd)
+                    .zip(p.vh.chunks_exact_mut(hd))
+                    .enumerate()
+            {
+                block::finish_k_head(m, layer, g, kh, angles, &mut p.tmp);
+                block::finish_v_head(layer, g, vh);
+            }
+            let rows = kv::encode(kv.kv_type(), &p.kh, &p.vh, &mut p.k16, &mut p.v16);
+            kv.write(li, pos, rows, kvd, max_ctx);
         }
     }
 
@@ -299,43 +349,43 @@ impl<'m> Team<'m> {
         p.matmul = Duration::ZERO;
         p.attention = Duration::ZERO;
         let c = &step.model.config;
-        ops::rope_angles(step.freqs, step.pos, &mut p.sin_cos);
+        p.sin_cos.resize_with(step.freqs.len(), Vec::new);
+        for (a, f) in p.sin_cos.iter_mut().zip(step.freqs) {
+            ops::rope_angles(f, step.pos, a);
+        }
         let mut first_error = None;
-        for li in 0..c.n_layers {
-            for (pi, &phase) in PHASES.iter().enumerate() {
-                let counter = &self.counters[li * PHASES.len() + pi];
-                let (total, min) = match phase {
-                    Phase::Qkv => (c.q_dim() + 2 * c.kv_dim(), MIN_ROWS),
-                    Phase::Attention => (c.n_heads, 1),
-                    Phase::Output | Phase::Down => (c.d_model, MIN_ROWS),
-                    Phase::GateUp => (c.d_ff, MIN_ROWS),
-                };
-                let mut prepared = false;
-                while let Some(r) = counter.claim(total, self.threads, min) {
-                    let n = r.len();
-                    let t = step.profiling.then(Instant::now);
-                    let res = if prepared {
-                        Ok(())
-                    } else {
-                        self.prepare(step, li, phase, p)
-                    }
-                    .and_then(|()| {
-                        prepared = true;
-                        self.piece(step, li, phase, r, p)
-                    });
-                    counter.finish(n);
-                    if let Some(t) = t {
-                        match phase {
-                            Phase::Attention => p.attention += t.elapsed(),
-                            _ => p.matmul += t.elapsed(),
-                        }
-                    }
-                    if let Err(e) = res {
-                        first_error.get_or_insert(e);
+        for (&(li, phase), counter) in self.plan.iter().zip(&self.counters) {
+            let (total, min) = match phase {
+                Phase::Qkv => (c.q_dim() + 2 * c.kv_dim(), MIN_ROWS),
+                Phase::Attention => (c.n_heads, 1),
+                Phase::Output | Phase::Down | Phase::PostNorm(_) => (c.d_model, MIN_ROWS),
+                Phase::GateUp => (c.d_ff, MIN_ROWS),
+            };
+            let mut prepared = false;
+            while let Some(r) = counter.claim(total, self.threads, min) {
+                let n = r.len();
+                let t = step.profiling.then(Instant::now);
+                let res = if prepared {
+                    Ok(())
+                } else {
+                    self.prepare(step, li, phase, p)
+                }
+                .and_then(|()| {
+                    prepared = true;
+                    self.piece(step, li, phase, r, p)
+                });
+                counter.finish(n);
+                if let Some(t) = t {
+                    match phase {
+                        Phase::Attention => p.attention += t.elapsed(),
+                        _ => p.matmul += t.elapsed(),
                     }
                 }
-                counter.wait(total);
+                if let Err(e) = res {
+                    first_error.get_or_insert(e);
+                }
             }
+            counter.wait(total);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -372,6 +422,16 @@ impl<'m> Team<'m> {
             Phase::Down => {
                 self.ffn.load(0..c.d_ff, &mut p.xn);
                 p.quantize_for(&[&w.down])?;
+            }
+            Phase::PostNorm(b) => {
+                let norm = match b {
+                    Block::Attention => layer.post_attention_norm.as_deref(),
+                    Block::Ffn => layer.post_ffn_norm.as_deref(),
+                }
+                .expect("planned only for layers with the norm");
+                self.proj.load(0..c.d_model, &mut p.xn);
+                p.out2.resize(c.d_model, 0.0);
+                ops::rmsnorm(&p.xn, norm, c.rms_eps, &mut p.out2);
             }
             Phase::Attention => {}
         }
@@ -419,8 +479,19 @@ impl<'m> Team<'m> {
                 };
                 p.out.resize(r.len(), 0.0);
                 mat.matvec_rows_in_thread(act_of(&p.acts, mat.act_type())?, r.start, &mut p.out)?;
-                self.x.add(r.start, &p.out);
+                let layer = &step.model.layers[li];
+                let post_norm = if phase == Phase::Output {
+                    layer.post_attention_norm.is_some()
+                } else {
+                    layer.post_ffn_norm.is_some()
+                };
+                if post_norm {
+                    self.proj.store(r.start, &p.out);
+                } else {
+                    self.x.add(r.start, &p.out);
+                }
             }
+            Phase::PostNorm(_) => self.x.add(r.start, &p.out2[r]),
             Phase::GateUp => {
                 p.out.resize(r.len(), 0.0);
                 p.out2.resize(r.len(), 0.0);
@@ -434,7 +505,7 @@ impl<'m> Team<'m> {
                     r.start,
                     &mut p.out2,
                 )?;
-                ops::swiglu(&mut p.out, &p.out2);
+                block::gated(step.model.arch.ffn, &mut p.out, &p.out2);
                 self.ffn.store(r.start, &p.out);
             }
             Phase::Attention => {
@@ -453,52 +524,33 @@ impl<'m> Team<'m> {
         let layer = &m.layers[li];
         let (hd, kvd) = (c.head_dim, c.kv_dim());
         let g = h / (c.n_heads / c.n_kv_heads);
-        let style: RopeStyle = c.rope_style;
+        let angles = &p.sin_cos[m.arch.layers[li].rope];
         self.q.load(h * hd..(h + 1) * hd, &mut p.qh);
-        add_bias(
-            &mut p.qh,
-            layer.bq.as_deref().map(|b| &b[h * hd..(h + 1) * hd]),
-        );
-        ops::rope_with(&mut p.qh, hd, &p.sin_cos, style);
+        block::finish_q_head(m, layer, h, &mut p.qh, angles, &mut p.tmp);
         let kv_head = li * kvd + g * hd..li * kvd + (g + 1) * hd;
         self.k.load(kv_head.clone(), &mut p.kh);
         self.v.load(kv_head, &mut p.vh);
-        add_bias(
-            &mut p.kh,
-            layer.bk.as_deref().map(|b| &b[g * hd..(g + 1) * hd]),
-        );
-        add_bias(
-            &mut p.vh,
-            layer.bv.as_deref().map(|b| &b[g * hd..(g + 1) * hd]),
-        );
-        ops::rope_with(&mut p.kh, hd, &p.sin_cos, style);
+        block::finish_k_head(m, layer, g, &mut p.kh, angles, &mut p.tmp);
+        block::finish_v_head(layer, g, &mut p.vh);
         let cache = step.kv.layer(li);
-        let current = match cache {
-            KvView::F16(..) => {
-                p.k16.clear();
-                p.v16.clear();
-                ops::extend_f16(&mut p.k16, &p.kh);
-                ops::extend_f16(&mut p.v16, &p.vh);
-                KvView::F16(&p.k16, &p.v16)
-            }
-            KvView::F32(..) => KvView::F32(&p.kh, &p.vh),
-        };
-        let kv = HeadKv {
-            cache,
-            n_cached: step.pos,
-            stride: kvd,
-            offset: g * hd,
-            current: Some(current),
-        };
+        let current = kv::encode(step.kv.kv_type(), &p.kh, &p.vh, &mut p.k16, &mut p.v16);
+        let (past, new) = block::visible(step.windows[li], step.pos, step.pos);
         p.oh.resize(hd, 0.0);
-        let scale = 1.0 / (hd as f32).sqrt();
-        attend_head(&p.qh, &kv, scale, &mut p.scores, &mut p.oh);
+        let kv = block::HeadKv {
+            cache: Rows {
+                kv: cache.kv,
+                stride: kvd,
+                offset: g * hd,
+            },
+            past: kv::slots(cache.ring, past),
+            batch: Rows {
+                kv: current,
+                stride: hd,
+                offset: 0,
+            },
+            new,
+        };
+        block::attend_head(&p.qh, &kv, m.arch.attention_scale, &mut p.scores, &mut p.oh);
         self.att.store(h * hd, &p.oh);
-    }
-}
-
-fn add_bias(x: &mut [f32], bias: Option<&[f32]>) {
-    if let Some(b) = bias {
-        x.iter_mut().zip(b).for_each(|(x, y)| *x += y);
     }
 }
