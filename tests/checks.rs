@@ -3,8 +3,12 @@
 //! wrong forward on an unseen input would fail (cache vs recompute, thread counts, team vs
 //! fork-join, micro-batching, exact path).
 
+use std::sync::Arc;
+
 use edgeinfer_transformer::{argmax, KvType, Logits, Model, Precision, Session};
 use serde_json::Value;
+
+use crate::{engine, engine_with};
 
 /// `v` as token ids.
 pub fn ids(v: &Value) -> Vec<u32> {
@@ -48,11 +52,14 @@ pub fn greedy_cases(reference: &Value) -> Vec<GreedyCase> {
 /// cache, as llama.cpp's run): our ids must equal llama.cpp's at every step before the first
 /// one where llama.cpp's own top-1/top-2 margin is below 0.5. Returns, per case, the first
 /// step where ours differs (if any) and that first low-margin step.
-pub fn greedy_matches_llama_cpp(m: &Model, reference: &Value) -> Vec<(Option<usize>, usize)> {
+pub fn greedy_matches_llama_cpp(
+    m: &Arc<Model>,
+    reference: &Value,
+) -> Vec<(Option<usize>, usize)> {
     let mut out = Vec::new();
     for case in greedy_cases(reference) {
         let n = case.gen.len();
-        let mut s = Session::new(m, case.prompt.len() + n + 1);
+        let mut s = Session::new(engine(), m.clone(), case.prompt.len() + n + 1);
         let mut logits = s.forward(&case.prompt, 0).unwrap();
         let mut ours = Vec::with_capacity(n);
         for _ in 0..n {
@@ -82,7 +89,7 @@ pub fn greedy_matches_llama_cpp(m: &Model, reference: &Value) -> Vec<(Option<usi
 /// Teacher-forced: prompt + llama.cpp's greedy ids in one pass; our top-1 must be llama.cpp's
 /// token at every step where llama.cpp's margin is ≥ 1.0. Returns (agreeing steps, steps).
 pub fn teacher_forced_matches_llama_cpp(
-    m: &Model,
+    m: &Arc<Model>,
     reference: &Value,
     precision: Precision,
 ) -> (usize, usize) {
@@ -91,7 +98,7 @@ pub fn teacher_forced_matches_llama_cpp(
     for case in greedy_cases(reference) {
         let mut seq = case.prompt.clone();
         seq.extend_from_slice(&case.gen[..case.gen.len() - 1]);
-        let mut s = Session::new(m, seq.len()).with_precision(precision);
+        let mut s = Session::new(engine(), m.clone(), seq.len()).with_precision(precision);
         let rows = s
             .forward_logits(&seq, 0, Logits::From(case.prompt.len() - 1))
             .unwrap();
@@ -156,7 +163,7 @@ pub fn tokens(m: &Model, n: usize, seed: u64) -> Vec<u32> {
 }
 
 /// Logits of every position of `toks`, fed token by token through the cache.
-fn one_by_one(s: &mut Session<'_>, toks: &[u32]) -> Vec<f32> {
+fn one_by_one(s: &mut Session, toks: &[u32]) -> Vec<f32> {
     let mut all = Vec::new();
     for (i, &t) in toks.iter().enumerate() {
         all.extend(s.forward(&[t], i).unwrap());
@@ -168,64 +175,52 @@ fn one_by_one(s: &mut Session<'_>, toks: &[u32]) -> Vec<f32> {
 /// batched pass, bit for bit, on both precisions and cache types; and a rewind recomputes
 /// the same. (Batched and single-token products use the same block dot in the same order,
 /// and attention reads the same cache-typed keys whichever way a position arrived.)
-pub fn cache_decode_equals_recompute(m: &Model, toks: &[u32]) {
+pub fn cache_decode_equals_recompute(m: &Arc<Model>, toks: &[u32]) {
+    let one_thread = engine_with(1, true);
     for (precision, kv) in [
         (Precision::Quantized, KvType::F16),
         (Precision::Quantized, KvType::F32),
         (Precision::ExactF32, KvType::F32),
     ] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            let new = || {
-                Session::new(m, toks.len())
-                    .with_precision(precision)
-                    .with_kv_type(kv)
-            };
-            let mut a = new();
-            let step = one_by_one(&mut a, toks);
-            let mut b = new();
-            let batch = b.forward_logits(toks, 0, Logits::All).unwrap();
-            assert!(
-                same_bits(&step, &batch),
-                "{precision:?} {kv:?}: token-by-token vs batch differ by {}",
-                max_diff(&step, &batch)
-            );
-            // rewind to 3 and recompute the rest in one batch
-            let vocab = m.config.vocab_size;
-            let again = a.forward_logits(&toks[3..], 3, Logits::All).unwrap();
-            assert!(
-                same_bits(&again, &batch[3 * vocab..]),
-                "{precision:?} {kv:?}: rewound logits differ"
-            );
-        });
+        let new = || {
+            Session::new(&one_thread, m.clone(), toks.len())
+                .with_precision(precision)
+                .with_kv_type(kv)
+        };
+        let mut a = new();
+        let step = one_by_one(&mut a, toks);
+        let mut b = new();
+        let batch = b.forward_logits(toks, 0, Logits::All).unwrap();
+        assert!(
+            same_bits(&step, &batch),
+            "{precision:?} {kv:?}: token-by-token vs batch differ by {}",
+            max_diff(&step, &batch)
+        );
+        // rewind to 3 and recompute the rest in one batch
+        let vocab = m.config.vocab_size;
+        let again = a.forward_logits(&toks[3..], 3, Logits::All).unwrap();
+        assert!(
+            same_bits(&again, &batch[3 * vocab..]),
+            "{precision:?} {kv:?}: rewound logits differ"
+        );
     }
 }
 
-/// Decode (a batched prompt, then greedy steps) gives the same logits bit for bit with 1, 2
-/// and 3 threads, on the decode team and with fork-join, with an f16 and an f32 cache.
-pub fn decode_bit_identical_across_threads(m: &Model, prompt: &[u32], steps: usize) {
+/// Decode (a batched prompt, then greedy steps) gives the same logits bit for bit on engines
+/// of 1, 2 and 3 threads, on the decode team and with fork-join, with an f16 and an f32 cache.
+pub fn decode_bit_identical_across_threads(m: &Arc<Model>, prompt: &[u32], steps: usize) {
     for kv in [KvType::F16, KvType::F32] {
         let run = |threads: usize, team: bool| -> Vec<Vec<f32>> {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let mut s = Session::new(m, prompt.len() + steps + 1)
-                    .with_kv_type(kv)
-                    .with_decode_team(team);
-                let mut logits = s.forward(prompt, 0).unwrap();
-                let mut out = vec![logits.clone()];
-                for _ in 0..steps {
-                    let next = argmax(&logits);
-                    logits = s.forward(&[next], s.n_past()).unwrap();
-                    out.push(logits.clone());
-                }
-                out
-            })
+            let engine = engine_with(threads, team);
+            let mut s = Session::new(&engine, m.clone(), prompt.len() + steps + 1).with_kv_type(kv);
+            let mut logits = s.forward(prompt, 0).unwrap();
+            let mut out = vec![logits.clone()];
+            for _ in 0..steps {
+                let next = argmax(&logits);
+                logits = s.forward(&[next], s.n_past()).unwrap();
+                out.push(logits.clone());
+            }
+            out
         };
         let one = run(1, false);
         for (threads, team) in [(2, true), (3, true), (2, false)] {
@@ -241,11 +236,13 @@ pub fn decode_bit_identical_across_threads(m: &Model, prompt: &[u32], steps: usi
     }
 }
 
-/// Two sessions decoding at once in one 2-thread pool neither deadlock nor change each
-/// other's logits.
-pub fn concurrent_sessions_decode_as_alone(m: &Model, prompts: [&[u32]; 2], steps: usize) {
+/// Two sessions on one model and one 2-thread engine, decoding at once — driven from two
+/// threads of the caller's, and from two tasks inside the engine's pool — neither deadlock nor
+/// change each other's logits.
+pub fn concurrent_sessions_decode_as_alone(m: &Arc<Model>, prompts: [&[u32]; 2], steps: usize) {
+    let engine = engine_with(2, true);
     let decode = |toks: &[u32]| -> Vec<Vec<f32>> {
-        let mut s = Session::new(m, toks.len() + steps + 1);
+        let mut s = Session::new(&engine, m.clone(), toks.len() + steps + 1);
         let mut logits = s.forward(toks, 0).unwrap();
         let mut out = Vec::new();
         for _ in 0..steps {
@@ -255,26 +252,29 @@ pub fn concurrent_sessions_decode_as_alone(m: &Model, prompts: [&[u32]; 2], step
         }
         out
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
-    let alone: Vec<_> = prompts.iter().map(|p| pool.install(|| decode(p))).collect();
-    let (a, b) = pool.install(|| rayon::join(|| decode(prompts[0]), || decode(prompts[1])));
-    for (i, (x, y)) in [(&alone[0], &a), (&alone[1], &b)].into_iter().enumerate() {
-        assert!(
-            same_bits(&x.concat(), &y.concat()),
-            "session {i} decoded differently next to another"
-        );
+    let alone: Vec<_> = prompts.iter().map(|p| decode(p)).collect();
+    let threads = std::thread::scope(|sc| {
+        let a = sc.spawn(|| decode(prompts[0]));
+        let b = sc.spawn(|| decode(prompts[1]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let in_pool = engine.install(|| rayon::join(|| decode(prompts[0]), || decode(prompts[1])));
+    for (how, (a, b)) in [("two threads", threads), ("two pool tasks", in_pool)] {
+        for (i, (x, y)) in [(&alone[0], &a), (&alone[1], &b)].into_iter().enumerate() {
+            assert!(
+                same_bits(&x.concat(), &y.concat()),
+                "session {i} decoded differently next to another ({how})"
+            );
+        }
     }
 }
 
 /// The same positions split into arbitrary micro-batches through the cache give the same
 /// logits as one call (which itself splits at MAX_BATCH), bit for bit.
-pub fn micro_batches_match_any_split(m: &Model, toks: &[u32], splits: &[usize]) {
-    let mut a = Session::new(m, toks.len());
+pub fn micro_batches_match_any_split(m: &Arc<Model>, toks: &[u32], splits: &[usize]) {
+    let mut a = Session::new(engine(), m.clone(), toks.len());
     let all = a.forward_logits(toks, 0, Logits::All).unwrap();
-    let mut b = Session::new(m, toks.len());
+    let mut b = Session::new(engine(), m.clone(), toks.len());
     let mut parts = Vec::new();
     let (mut start, mut k) = (0, 0);
     while start < toks.len() {
@@ -295,7 +295,7 @@ pub fn micro_batches_match_any_split(m: &Model, toks: &[u32], splits: &[usize]) 
 
 /// The tests every architecture's file gets: llama.cpp's greedy ids and teacher-forced top-1
 /// (from `$reference`, an `arch-*.json` file), and the consistency checks on token ids made
-/// from `$seed` (never seen in any reference). `$model` is a `fn() -> &'static Model`.
+/// from `$seed` (never seen in any reference). `$model` is a `fn() -> &'static Arc<Model>`.
 #[macro_export]
 macro_rules! architecture_tests {
     ($model:path, $reference:expr, $seed:expr) => {

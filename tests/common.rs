@@ -4,8 +4,43 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use edgeinfer_kernels::{Engine, Level};
+use edgeinfer_transformer::Model;
 
 pub mod checks;
+
+/// The kernel level under test: the best this CPU has, capped by `EDGEINFER_KERNELS`
+/// (`scripts/test.sh` runs these tests again with `EDGEINFER_KERNELS=scalar`; the library
+/// itself reads no environment).
+pub fn level() -> Level {
+    Level::best_up_to_named(std::env::var("EDGEINFER_KERNELS").ok().as_deref())
+}
+
+/// An engine at [`level`] with `threads` threads and the decode team on or off.
+pub fn engine_with(threads: usize, team: bool) -> Engine {
+    Engine::builder()
+        .threads(threads)
+        .level(level())
+        .decode_team(team)
+        .build()
+        .expect("engine")
+}
+
+/// The engine most tests run on: two threads (the decode team on) at [`level`].
+pub fn engine() -> &'static Engine {
+    static E: OnceLock<Engine> = OnceLock::new();
+    E.get_or_init(|| engine_with(2, true))
+}
+
+/// A model of [`model`]'s, loaded once per test binary.
+pub fn load(name: &str, cell: &'static OnceLock<Arc<Model>>) -> &'static Arc<Model> {
+    cell.get_or_init(|| {
+        let path = model(name);
+        Arc::new(Model::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+    })
+}
 
 /// The workspace root.
 pub fn root() -> PathBuf {

@@ -3,18 +3,16 @@
 //! sliding-window ring cache against a full cache and against the mask's definition; and the
 //! consistency checks every architecture gets.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use edgeinfer_e2e::checks::{self, same_bits};
+use edgeinfer_e2e::{engine, engine_with};
 use edgeinfer_transformer::{Logits, Model, Session};
 use serde_json::Value;
 
-fn model() -> &'static Model {
-    static M: OnceLock<Model> = OnceLock::new();
-    M.get_or_init(|| {
-        let path = edgeinfer_e2e::model("gemma3-270m");
-        Model::load(path).expect("load Gemma 3 270M")
-    })
+fn model() -> &'static Arc<Model> {
+    static M: OnceLock<Arc<Model>> = OnceLock::new();
+    edgeinfer_e2e::load("gemma3-270m", &M)
 }
 
 edgeinfer_e2e::architecture_tests!(model, "arch-gemma3-270m.json", 11);
@@ -62,13 +60,13 @@ fn window_masks_exactly_the_positions_before_p_minus_w_plus_one() {
     let n = 24;
     let toks = checks::tokens(m, n, 16);
     let vocab = m.config.vocab_size;
-    let run = |s: Session<'_>| -> Vec<f32> {
+    let run = |s: Session| -> Vec<f32> {
         let mut s = s;
         s.forward_logits(&toks, 0, Logits::All).unwrap()
     };
-    let model_window = run(Session::new(m, n));
-    let w_n = run(Session::new(m, n).with_sliding_window(n));
-    let w_n1 = run(Session::new(m, n).with_sliding_window(n - 1));
+    let model_window = run(Session::new(engine(), m.clone(), n));
+    let w_n = run(Session::new(engine(), m.clone(), n).with_sliding_window(n));
+    let w_n1 = run(Session::new(engine(), m.clone(), n).with_sliding_window(n - 1));
     assert!(same_bits(&model_window, &w_n));
     let last = (n - 1) * vocab;
     assert!(same_bits(&model_window[..last], &w_n1[..last]));
@@ -87,8 +85,8 @@ fn ring_cache_equals_full_cache_with_a_small_window() {
     let toks = checks::tokens(m, n, 17);
     let vocab = m.config.vocab_size;
     for kv in [KvType::F16, KvType::F32] {
-        let ring = || Session::new(m, n).with_kv_type(kv).with_sliding_window(w);
-        let full = Session::new(m, n)
+        let ring = || Session::new(engine(), m.clone(), n).with_kv_type(kv).with_sliding_window(w);
+        let full = Session::new(engine(), m.clone(), n)
             .with_kv_type(kv)
             .with_sliding_window(w)
             .with_full_cache(true)
@@ -99,18 +97,14 @@ fn ring_cache_equals_full_cache_with_a_small_window() {
         assert!(same_bits(&batch, &full), "{kv:?}: ring batch vs full cache");
         // token by token: fork-join with one thread, the decode team with two
         for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let stepped = pool.install(|| {
-                let mut one = ring();
-                let mut stepped = Vec::new();
-                for (i, &t) in toks.iter().enumerate() {
-                    stepped.extend(one.forward(&[t], i).unwrap());
-                }
-                stepped
-            });
+            let engine = engine_with(threads, true);
+            let mut one = Session::new(&engine, m.clone(), n)
+                .with_kv_type(kv)
+                .with_sliding_window(w);
+            let mut stepped = Vec::new();
+            for (i, &t) in toks.iter().enumerate() {
+                stepped.extend(one.forward(&[t], i).unwrap());
+            }
             assert!(
                 same_bits(&stepped, &full),
                 "{kv:?}, {threads} threads: ring token by token vs full cache"
@@ -145,7 +139,7 @@ fn ring_cache_equals_full_cache_with_a_small_window() {
         assert_eq!(r.n_past(), 0);
         assert!(r.forward(&toks[30..], 30).is_err());
         // a full cache rewinds anywhere
-        let mut f = Session::new(m, n)
+        let mut f = Session::new(engine(), m.clone(), n)
             .with_kv_type(kv)
             .with_sliding_window(w)
             .with_full_cache(true);
@@ -165,8 +159,8 @@ fn ring_cache_equals_full_cache_past_the_real_window() {
     let n = 560;
     let toks = checks::tokens(m, n, 18);
     let from = Logits::From(n - 4);
-    let ring = Session::new(m, n).forward_logits(&toks, 0, from);
-    let full = Session::new(m, n)
+    let ring = Session::new(engine(), m.clone(), n).forward_logits(&toks, 0, from);
+    let full = Session::new(engine(), m.clone(), n)
         .with_full_cache(true)
         .forward_logits(&toks, 0, from);
     assert!(same_bits(&ring.unwrap(), &full.unwrap()));
@@ -203,7 +197,7 @@ fn botchan_perplexity_matches_llama_cpp() {
     let want = reference()["perplexity_botchan_body_ctx512_first10"]
         .as_f64()
         .unwrap();
-    let mut s = Session::new(m, 512);
+    let mut s = Session::new(engine(), m.clone(), 512);
     let r = edgeinfer_transformer::perplexity(&mut s, tokens, 512, Some(10), |_, _| {}).unwrap();
     eprintln!(
         "gemma3 botchan ppl (10 x 512) = {:.4}; llama.cpp {want}",

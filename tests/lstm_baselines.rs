@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use edgeinfer_e2e::{root, text_data};
+use edgeinfer_e2e::{engine, root, text_data};
 use edgeinfer_gguf::GgufFile;
 use edgeinfer_lstm::LstmClassifier;
 use edgeinfer_lstm_train::{accuracy, read_examples, train, TrainOptions};
@@ -17,7 +17,7 @@ fn test_accuracy(set: &str, model: &LstmClassifier) -> f64 {
         Some("label"),
     )
     .expect("test split");
-    accuracy(model, &test).unwrap()
+    accuracy(engine(), model, &test).unwrap()
 }
 
 /// (set, accuracy the shipped fixture must keep): the bag-of-words Naive Bayes floors of
@@ -46,7 +46,8 @@ fn sms_trained_here_reaches_the_floor_in_every_weight_type() {
         epochs: 3,
         ..TrainOptions::default()
     };
-    let trained = train(&read("train.csv"), &read("valid.csv"), &opts, &mut |_| {}).unwrap();
+    let (train_set, valid_set) = (read("train.csv"), read("valid.csv"));
+    let trained = train(engine(), &train_set, &valid_set, &opts, &mut |_| {}).unwrap();
     let mut accs = Vec::new();
     for dtype in [DType::F32, DType::Q8_0, DType::Q4_0] {
         let file = GgufFile::from_bytes(trained.to_gguf(dtype).unwrap()).unwrap();

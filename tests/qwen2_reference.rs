@@ -2,18 +2,15 @@
 //! (`fixtures/reference/arch-qwen2.5-coder-0.5b.json`: greedy ids with top-1/top-2 margins,
 //! Botchan perplexity), and the consistency checks every architecture gets.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use edgeinfer_e2e::checks;
+use edgeinfer_e2e::{checks, engine};
 use edgeinfer_transformer::{perplexity, Model, Session};
 use serde_json::Value;
 
-fn model() -> &'static Model {
-    static M: OnceLock<Model> = OnceLock::new();
-    M.get_or_init(|| {
-        let path = edgeinfer_e2e::model("qwen2.5-coder-0.5b");
-        Model::load(path).expect("load Qwen2.5-Coder-0.5B")
-    })
+fn model() -> &'static Arc<Model> {
+    static M: OnceLock<Arc<Model>> = OnceLock::new();
+    edgeinfer_e2e::load("qwen2.5-coder-0.5b", &M)
 }
 
 edgeinfer_e2e::architecture_tests!(model, "arch-qwen2.5-coder-0.5b.json", 1);
@@ -60,7 +57,7 @@ fn botchan_perplexity_matches_llama_cpp() {
     let want = reference()["perplexity_botchan_body_ctx512_first10"]
         .as_f64()
         .unwrap();
-    let mut s = Session::new(m, 512);
+    let mut s = Session::new(engine(), m.clone(), 512);
     let r = perplexity(&mut s, &tokens, 512, Some(10), |_, _| {}).unwrap();
     eprintln!(
         "qwen2 botchan ppl (10 x 512) = {:.4}; llama.cpp {want}",

@@ -1,11 +1,13 @@
 //! Perplexity of SmolLM2 Q4_1 on *Botchan* against llama.cpp's figure for the same file and
 //! method (ctx 512, first 10 windows; `fixtures/reference/smollm2-llamacpp.json`).
 
+use std::sync::Arc;
+
 use edgeinfer_transformer::{perplexity, Model, Session};
 
 #[test]
 fn botchan_perplexity_matches_llama_cpp() {
-    let model = Model::load(edgeinfer_e2e::default_model()).unwrap();
+    let model = Arc::new(Model::load(edgeinfer_e2e::default_model()).unwrap());
     let tokens = model
         .tokenizer
         .encode(&edgeinfer_e2e::botchan(), true)
@@ -14,7 +16,7 @@ fn botchan_perplexity_matches_llama_cpp() {
         ["perplexity_botchan_body_ctx512_first10"]
         .as_f64()
         .expect("perplexity_botchan_body_ctx512_first10");
-    let mut s = Session::new(&model, 512);
+    let mut s = Session::new(edgeinfer_e2e::engine(), model.clone(), 512);
     let r = perplexity(&mut s, &tokens, 512, Some(10), |_, _| {}).unwrap();
     eprintln!(
         "botchan ppl (10 x 512) = {:.4} ± {:.4}; llama.cpp {want}",

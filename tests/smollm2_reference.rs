@@ -2,14 +2,15 @@
 //! tokenization, exact-f32 greedy ids and logits, and the default quantized path checked
 //! teacher-forced with the tolerances the reference README gives.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
+use edgeinfer_e2e::{engine, engine_with};
 use edgeinfer_transformer::{KvType, Logits, Model, Precision, Session};
 use serde_json::Value;
 
-fn model() -> &'static Model {
-    static M: OnceLock<Model> = OnceLock::new();
-    M.get_or_init(|| Model::load(edgeinfer_e2e::default_model()).expect("load SmolLM2"))
+fn model() -> &'static Arc<Model> {
+    static M: OnceLock<Arc<Model>> = OnceLock::new();
+    edgeinfer_e2e::load("smollm2", &M)
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -74,7 +75,7 @@ fn exact_f32_greedy_matches_reference_ids_and_logits() {
         let prompt = ids(&case["prompt_ids"]);
         let want = ids(&case["greedy_ids"]);
         let tops = top5(&case);
-        let mut s = Session::new(m, 256).with_precision(Precision::ExactF32);
+        let mut s = Session::new(engine(), m.clone(), 256).with_precision(Precision::ExactF32);
         let mut logits = s.forward(&prompt, 0).unwrap();
         let mut max_err = 0.0f32;
         for (step, &expected) in want.iter().enumerate() {
@@ -102,7 +103,7 @@ fn quantized_teacher_forced_within_reference_tolerances() {
         let tops = top5(&case);
         let mut seq = prompt.clone();
         seq.extend_from_slice(&greedy[..greedy.len() - 1]);
-        let mut s = Session::new(m, 256);
+        let mut s = Session::new(engine(), m.clone(), 256);
         let all = s.forward_logits(&seq, 0, Logits::All).unwrap();
         let vocab = m.config.vocab_size;
         let (mut agree, mut sum_abs, mut n_abs, mut max_abs) = (0, 0.0f32, 0, 0.0f32);
@@ -142,13 +143,13 @@ fn kv_cache_decode_equals_full_recompute() {
         .unwrap();
     for precision in [Precision::Quantized, Precision::ExactF32] {
         // token by token through the cache
-        let mut s = Session::new(m, 64).with_precision(precision);
+        let mut s = Session::new(engine(), m.clone(), 64).with_precision(precision);
         let mut last = Vec::new();
         for (i, &t) in toks.iter().enumerate() {
             last = s.forward(&[t], i).unwrap();
         }
         // all at once
-        let mut full = Session::new(m, 64).with_precision(precision);
+        let mut full = Session::new(engine(), m.clone(), 64).with_precision(precision);
         let batch = full.forward(&toks, 0).unwrap();
         let max = last
             .iter()
@@ -171,7 +172,7 @@ fn kv_cache_decode_equals_full_recompute() {
 }
 
 /// The thread count changes nothing: prompt prefilled in a batch, then 24 greedy decode steps
-/// with 1, 2 and 3 threads (3 on this 2-core machine: uneven shares, a thread often
+/// on engines of 1, 2 and 3 threads (3 on this 2-core machine: uneven shares, a thread often
 /// descheduled) give the same logits bit for bit, with an f16 and an f32 cache.
 #[test]
 fn decode_is_bit_identical_across_thread_counts() {
@@ -183,21 +184,16 @@ fn decode_is_bit_identical_across_thread_counts() {
     for kv in [KvType::F16, KvType::F32] {
         // One thread forks nothing; with more, a step runs on the decode team unless it is off.
         let run = |threads: usize, team: bool| -> Vec<Vec<f32>> {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let mut s = Session::new(m, 128).with_kv_type(kv).with_decode_team(team);
-                let mut logits = s.forward(&prompt, 0).unwrap();
-                let mut steps = vec![logits.clone()];
-                for _ in 0..24 {
-                    let next = argmax(&logits);
-                    logits = s.forward(&[next], s.n_past()).unwrap();
-                    steps.push(logits.clone());
-                }
-                steps
-            })
+            let engine = engine_with(threads, team);
+            let mut s = Session::new(&engine, m.clone(), 128).with_kv_type(kv);
+            let mut logits = s.forward(&prompt, 0).unwrap();
+            let mut steps = vec![logits.clone()];
+            for _ in 0..24 {
+                let next = argmax(&logits);
+                logits = s.forward(&[next], s.n_past()).unwrap();
+                steps.push(logits.clone());
+            }
+            steps
         };
         let one = run(1, false);
         for (threads, team) in [(2, true), (3, true), (2, false)] {
@@ -214,8 +210,9 @@ fn decode_is_bit_identical_across_thread_counts() {
     }
 }
 
-/// Two sessions decoding at once in one 2-thread pool (each step a team broadcast that may
-/// start while the other's holds a thread) neither deadlock nor change each other's logits.
+/// Two sessions on one model decoding at once on one 2-thread engine, from two threads of the
+/// caller's (each step a team broadcast that may start while the other's holds a thread),
+/// neither deadlock nor change each other's logits.
 #[test]
 fn concurrent_sessions_in_one_pool_decode_as_alone() {
     let m = model();
@@ -223,8 +220,9 @@ fn concurrent_sessions_in_one_pool_decode_as_alone() {
         "The capital of France is",
         "Once upon a time, in a small village,",
     ];
+    let engine = engine_with(2, true);
     let decode = |text: &str| -> Vec<Vec<f32>> {
-        let mut s = Session::new(m, 64);
+        let mut s = Session::new(&engine, m.clone(), 64);
         let toks = m.tokenizer.encode(text, true).unwrap();
         let mut logits = s.forward(&toks, 0).unwrap();
         let mut steps = Vec::new();
@@ -235,12 +233,12 @@ fn concurrent_sessions_in_one_pool_decode_as_alone() {
         }
         steps
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
-    let alone: Vec<_> = prompts.iter().map(|p| pool.install(|| decode(p))).collect();
-    let (a, b) = pool.install(|| rayon::join(|| decode(prompts[0]), || decode(prompts[1])));
+    let alone: Vec<_> = prompts.iter().map(|p| decode(p)).collect();
+    let (a, b) = std::thread::scope(|sc| {
+        let a = sc.spawn(|| decode(prompts[0]));
+        let b = sc.spawn(|| decode(prompts[1]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
     for (i, (x, y)) in [(&alone[0], &a), (&alone[1], &b)].into_iter().enumerate() {
         let same = x
             .iter()
@@ -263,11 +261,11 @@ fn long_inputs_split_into_micro_batches_match_any_chunking() {
         toks.len()
     );
     let vocab = m.config.vocab_size;
-    let mut a = Session::new(m, toks.len());
+    let mut a = Session::new(engine(), m.clone(), toks.len());
     let all = a.forward_logits(&toks, 0, Logits::All).unwrap();
     assert_eq!(all.len(), toks.len() * vocab);
     // the same positions computed in chunks of 100 through the cache
-    let mut b = Session::new(m, toks.len());
+    let mut b = Session::new(engine(), m.clone(), toks.len());
     let mut chunked = Vec::new();
     for start in (0..toks.len()).step_by(100) {
         let end = (start + 100).min(toks.len());
@@ -286,7 +284,7 @@ fn long_inputs_split_into_micro_batches_match_any_chunking() {
         "micro-batched vs chunked logits differ by {max}"
     );
     // From(k) returns exactly the tail of All
-    let mut c = Session::new(m, toks.len());
+    let mut c = Session::new(engine(), m.clone(), toks.len());
     let k = toks.len() - 150;
     let tail = c.forward_logits(&toks, 0, Logits::From(k)).unwrap();
     assert_eq!(tail.len(), 150 * vocab);
@@ -295,7 +293,7 @@ fn long_inputs_split_into_micro_batches_match_any_chunking() {
         .zip(&all[k * vocab..])
         .all(|(x, y)| (x - y).abs() < 1e-4));
     // and Last is the last row
-    let mut d = Session::new(m, toks.len());
+    let mut d = Session::new(engine(), m.clone(), toks.len());
     let last = d.forward(&toks, 0).unwrap();
     assert!(last
         .iter()

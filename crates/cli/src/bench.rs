@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use std::sync::Arc;
+
 use edgeinfer_transformer::{Model, Session, StepProfile};
 use rayon::prelude::*;
 use serde_json::json;
@@ -129,17 +131,21 @@ pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
         bail!("--reps and every --threads value must be at least 1");
     }
     let path = crate::model_path::resolve(a.model.clone())?;
+    // The engine of the first thread count, for the load-to-first-token time (the pools are
+    // started before the clock).
+    let first_engine = crate::llm::engine(a.threads.first().copied())?;
     // Warm the page cache, then time a load and a load-to-first-token with a 5-token prompt.
     drop(Model::load(&path)?);
     let t = Instant::now();
-    let model = Model::load(&path).with_context(|| format!("loading {}", path.display()))?;
+    let model =
+        Arc::new(Model::load(&path).with_context(|| format!("loading {}", path.display()))?);
     let load = t.elapsed();
     let ttft = {
         let t = Instant::now();
-        let m = Model::load(&path)?;
+        let m = Arc::new(Model::load(&path)?);
         // Synthetic ids: every vocabulary type can run this, encoder or not.
         let ids = prompt_tokens(&m, 5);
-        let mut s = Session::new(&m, 16);
+        let mut s = Session::new(&first_engine, m, 16);
         let logits = s.forward(&ids, 0)?;
         std::hint::black_box(logits.iter().copied().fold(f32::MIN, f32::max));
         t.elapsed()
@@ -151,71 +157,66 @@ pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
     // The largest KV cache allocation seen, and at how many positions.
     let mut kv_used = (0usize, 0usize);
     for &threads in &a.threads {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()?;
-        pool.install(|| -> Result<()> {
-            for &pp in &a.prompt {
-                if pp == 0 {
-                    continue;
+        let engine = crate::llm::engine(Some(threads))?;
+        for &pp in &a.prompt {
+            if pp == 0 {
+                continue;
+            }
+            let toks = prompt_tokens(&model, pp);
+            let mut speeds = Vec::new();
+            for rep in 0..=a.reps {
+                let mut s = Session::new(&engine, model.clone(), max_ctx);
+                s.set_profiling(a.trace.is_some());
+                let t = Instant::now();
+                s.forward(&toks, 0)?;
+                let dt = t.elapsed();
+                kv_used = kv_used.max((s.kv_bytes(), s.n_past()));
+                if rep > 0 {
+                    speeds.push(pp as f64 / dt.as_secs_f64());
                 }
-                let toks = prompt_tokens(&model, pp);
-                let mut speeds = Vec::new();
-                for rep in 0..=a.reps {
-                    let mut s = Session::new(&model, max_ctx);
-                    s.set_profiling(a.trace.is_some());
+                if rep == a.reps && a.trace.is_some() {
+                    trace.push(TraceRow {
+                        threads,
+                        step: 0,
+                        phase: "prefill",
+                        p: s.last_profile(),
+                    });
+                }
+            }
+            results.push((threads, format!("pp{pp}"), stat(speeds), None));
+        }
+        if a.n_gen > 1 {
+            let first = prompt_tokens(&model, 1);
+            let mut speeds = Vec::new();
+            for rep in 0..=a.reps {
+                let mut s = Session::new(&engine, model.clone(), max_ctx);
+                s.set_profiling(a.trace.is_some());
+                let mut logits = s.forward(&first, 0)?;
+                let mut total = Duration::ZERO;
+                for step in 0..a.n_gen {
+                    let tok = edgeinfer_transformer::argmax(&logits);
                     let t = Instant::now();
-                    s.forward(&toks, 0)?;
-                    let dt = t.elapsed();
-                    kv_used = kv_used.max((s.kv_bytes(), s.n_past()));
-                    if rep > 0 {
-                        speeds.push(pp as f64 / dt.as_secs_f64());
+                    logits = s.forward(&[tok], s.n_past())?;
+                    // the first decode step is excluded from the rate
+                    if step > 0 {
+                        total += t.elapsed();
                     }
                     if rep == a.reps && a.trace.is_some() {
                         trace.push(TraceRow {
                             threads,
-                            step: 0,
-                            phase: "prefill",
+                            step: step + 1,
+                            phase: "decode",
                             p: s.last_profile(),
                         });
                     }
                 }
-                results.push((threads, format!("pp{pp}"), stat(speeds), None));
-            }
-            if a.n_gen > 1 {
-                let first = prompt_tokens(&model, 1);
-                let mut speeds = Vec::new();
-                for rep in 0..=a.reps {
-                    let mut s = Session::new(&model, max_ctx);
-                    s.set_profiling(a.trace.is_some());
-                    let mut logits = s.forward(&first, 0)?;
-                    let mut total = Duration::ZERO;
-                    for step in 0..a.n_gen {
-                        let tok = edgeinfer_transformer::argmax(&logits);
-                        let t = Instant::now();
-                        logits = s.forward(&[tok], s.n_past())?;
-                        // the first decode step is excluded from the rate
-                        if step > 0 {
-                            total += t.elapsed();
-                        }
-                        if rep == a.reps && a.trace.is_some() {
-                            trace.push(TraceRow {
-                                threads,
-                                step: step + 1,
-                                phase: "decode",
-                                p: s.last_profile(),
-                            });
-                        }
-                    }
-                    kv_used = kv_used.max((s.kv_bytes(), s.n_past()));
-                    if rep > 0 {
-                        speeds.push((a.n_gen - 1) as f64 / total.as_secs_f64());
-                    }
+                kv_used = kv_used.max((s.kv_bytes(), s.n_past()));
+                if rep > 0 {
+                    speeds.push((a.n_gen - 1) as f64 / total.as_secs_f64());
                 }
-                results.push((threads, format!("tg{}", a.n_gen), stat(speeds), Some(())));
             }
-            Ok(())
-        })?;
+            results.push((threads, format!("tg{}", a.n_gen), stat(speeds), Some(())));
+        }
     }
     let rss = peak_rss();
     let mut bandwidth = Vec::new();
@@ -249,7 +250,7 @@ pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
             })
             .collect();
         let doc = json!({
-            "model": path, "model_mib": file_mib, "kernels": format!("{:?}", edgeinfer_kernels::kernels().level),
+            "model": path, "model_mib": file_mib, "kernels": format!("{:?}", first_engine.level()),
             "reps": a.reps, "load_ms": ms(load), "load_to_first_token_ms": ms(ttft),
             "peak_rss_bytes": rss, "weight_bytes_per_token": bytes_per_token,
             "kv_cache_bytes": kv_used.0, "kv_cache_positions": kv_used.1,
@@ -263,7 +264,7 @@ pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
         out,
         "model: {} ({file_mib:.1} MiB), kernels: {:?}, {} reps after a warm-up",
         path.display(),
-        edgeinfer_kernels::kernels().level,
+        first_engine.level(),
         a.reps
     )?;
     writeln!(out)?;

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -9,7 +10,7 @@ use clap::Args;
 use edgeinfer_gguf::GgufFile;
 use edgeinfer_lstm::{LstmClassifier, ARCH};
 use edgeinfer_lstm_train::{read_examples, Example};
-use edgeinfer_transformer::{Model, Session, ZeroShot};
+use edgeinfer_transformer::{Engine, Model, Session, ZeroShot};
 use serde_json::json;
 
 /// Default task description for zero-shot prompts.
@@ -47,8 +48,8 @@ pub struct ClassifyArgs {
 
 /// One model behind one interface.
 pub enum Classifier {
-    Lstm(Box<LstmClassifier>),
-    Decoder(Box<Model>, Vec<String>, String),
+    Lstm(Arc<LstmClassifier>),
+    Decoder(Arc<Model>, Vec<String>, String),
 }
 
 /// One prediction: label index and per-label probabilities.
@@ -75,7 +76,7 @@ impl Classifier {
                     model.labels
                 );
             }
-            return Ok(Classifier::Lstm(Box::new(model)));
+            return Ok(Classifier::Lstm(Arc::new(model)));
         }
         drop(file);
         if labels.len() < 2 {
@@ -86,7 +87,7 @@ impl Classifier {
         }
         let model = Model::load(path).with_context(|| format!("loading {}", path.display()))?;
         Ok(Classifier::Decoder(
-            Box::new(model),
+            Arc::new(model),
             labels.to_vec(),
             instruction.to_string(),
         ))
@@ -99,12 +100,18 @@ impl Classifier {
         }
     }
 
-    /// Classify `texts` (LSTM: batched; decoder: one prompt after another, its label scores
-    /// calibrated on `calibration`, unlabelled texts, or on content-free inputs if empty).
-    pub fn predict(&self, texts: &[&str], calibration: &[&str]) -> Result<Vec<Prediction>> {
+    /// Classify `texts` on `engine` (LSTM: batched; decoder: one prompt after another, its
+    /// label scores calibrated on `calibration`, unlabelled texts, or on content-free inputs
+    /// if empty).
+    pub fn predict(
+        &self,
+        engine: &Engine,
+        texts: &[&str],
+        calibration: &[&str],
+    ) -> Result<Vec<Prediction>> {
         match self {
             Classifier::Lstm(m) => Ok(m
-                .classify_batch(texts)?
+                .classify_batch(engine, texts)?
                 .into_iter()
                 .map(|c| Prediction {
                     label: c.label,
@@ -112,8 +119,8 @@ impl Classifier {
                 })
                 .collect()),
             Classifier::Decoder(model, labels, instruction) => {
-                let mut zs = ZeroShot::new(model, labels, instruction)?;
-                let mut session = Session::new(model, 2048);
+                let mut zs = ZeroShot::new(model.clone(), labels, instruction)?;
+                let mut session = Session::new(engine, model.clone(), 2048);
                 let free = ZeroShot::CONTENT_FREE;
                 zs.calibrate(
                     &mut session,
@@ -139,7 +146,7 @@ impl Classifier {
 }
 
 pub fn run(out: &mut impl Write, a: &ClassifyArgs) -> Result<()> {
-    crate::llm::init_threads(a.threads)?;
+    let engine = crate::llm::engine(a.threads)?;
     let path = crate::model_path::resolve(a.model.clone())?;
     let clf = Classifier::open(&path, &a.labels, &a.instruction)?;
     let examples: Vec<Example> = match (&a.text, &a.file) {
@@ -159,7 +166,7 @@ pub fn run(out: &mut impl Write, a: &ClassifyArgs) -> Result<()> {
     } else {
         &[][..]
     };
-    let preds = clf.predict(&texts, calibration)?;
+    let preds = clf.predict(&engine, &texts, calibration)?;
     let secs = start.elapsed().as_secs_f64();
     let labels = clf.labels();
     for p in &preds {

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -13,7 +14,7 @@ use edgeinfer_kernels::cycles;
 use edgeinfer_lstm::{LstmClassifier, LstmWeights, StepTrace};
 use edgeinfer_lstm_train::{label_ids, read_examples, Example};
 use edgeinfer_tensor::DType;
-use edgeinfer_transformer::{Model, Session, ZeroShot};
+use edgeinfer_transformer::{Engine, Model, Session, ZeroShot};
 use serde_json::{json, Value};
 
 #[derive(Args, Debug, Clone)]
@@ -126,7 +127,7 @@ fn binned(ns: &[u64], cyc: &[u64], bin: usize) -> Vec<Value> {
     out
 }
 
-fn worker_lstm(a: &CompareArgs, path: &Path) -> Result<Value> {
+fn worker_lstm(a: &CompareArgs, engine: &Engine, path: &Path) -> Result<Value> {
     let model = LstmClassifier::load(path)?;
     let mut examples = read_examples(&a.test, &a.text_col, Some(&a.label_col))?;
     if let Some(n) = a.limit {
@@ -136,13 +137,13 @@ fn worker_lstm(a: &CompareArgs, path: &Path) -> Result<Value> {
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     // Batch throughput.
     let t = Instant::now();
-    let batch = model.classify_batch(&texts)?;
+    let batch = model.classify_batch(engine, &texts)?;
     let batch_secs = t.elapsed().as_secs_f64();
     // Single-text latency.
     let mut lat = Vec::with_capacity(texts.len());
     for text in &texts {
         let t = Instant::now();
-        model.classify(text)?;
+        model.classify(engine, text)?;
         lat.push(t.elapsed().as_secs_f64() * 1e3);
     }
     lat.sort_by(f64::total_cmp);
@@ -158,8 +159,8 @@ fn worker_lstm(a: &CompareArgs, path: &Path) -> Result<Value> {
     }
     ids.truncate(a.steps);
     let mut trace = StepTrace::default();
-    model.logits_traced(&ids, &mut trace)?; // warm-up
-    model.logits_traced(&ids, &mut trace)?;
+    model.logits_traced(engine, &ids, &mut trace)?; // warm-up
+    model.logits_traced(engine, &ids, &mut trace)?;
     Ok(json!({
         "accuracy": acc, "macro_f1": f1, "n": texts.len(),
         "p50_ms": percentile(&lat, 0.5), "p95_ms": percentile(&lat, 0.95),
@@ -170,15 +171,20 @@ fn worker_lstm(a: &CompareArgs, path: &Path) -> Result<Value> {
     }))
 }
 
-fn worker_decoder(a: &CompareArgs, path: &Path, lstm_labels: &[String]) -> Result<Value> {
-    let model = Model::load(path)?;
+fn worker_decoder(
+    a: &CompareArgs,
+    engine: &Engine,
+    path: &Path,
+    lstm_labels: &[String],
+) -> Result<Value> {
+    let model = Arc::new(Model::load(path)?);
     let words = if a.labels.is_empty() {
         lstm_labels.to_vec()
     } else {
         a.labels.clone()
     };
-    let mut zs = ZeroShot::new(&model, &words, &a.instruction)?;
-    let mut session = Session::new(&model, 2048);
+    let mut zs = ZeroShot::new(model.clone(), &words, &a.instruction)?;
+    let mut session = Session::new(engine, model.clone(), 2048);
     let calib: Vec<Example> = match &a.calibrate {
         Some(p) => read_examples(p, &a.text_col, None)?
             .into_iter()
@@ -248,14 +254,14 @@ struct Row {
 
 pub fn run(out: &mut impl Write, a: &CompareArgs) -> Result<()> {
     if let Some(w) = &a.worker {
-        crate::llm::init_threads(a.threads)?;
+        let engine = crate::llm::engine(a.threads)?;
         let (kind, path) = w.split_once(':').context("worker spec")?;
         let v = match kind {
-            "lstm" => worker_lstm(a, Path::new(path))?,
+            "lstm" => worker_lstm(a, &engine, Path::new(path))?,
             // The decoder scores the LSTM's classes: read their names from its file.
             "decoder" => {
                 let labels = LstmClassifier::load(&a.lstm)?.labels;
-                worker_decoder(a, Path::new(path), &labels)?
+                worker_decoder(a, &engine, Path::new(path), &labels)?
             }
             _ => bail!("unknown worker {kind}"),
         };

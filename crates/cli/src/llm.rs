@@ -2,13 +2,14 @@
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use edgeinfer_transformer::chat::{self, Message};
 use edgeinfer_transformer::{
-    Generator, Logits, Model, Sampler, SamplerConfig, Session, StopReason,
+    Engine, Generator, Level, Logits, Model, Sampler, SamplerConfig, Session, StopReason,
 };
 use serde_json::json;
 
@@ -81,7 +82,26 @@ impl SampleArgs {
     }
 }
 
-/// Set the rayon pool size once for the process.
+/// The engine the commands compute on: `threads` threads (default: all cores); the best
+/// kernel level the CPU has, capped by `EDGEINFER_KERNELS` (`scalar`, `avx2`, `avxvnni`,
+/// `neon`, `dotprod`, `i8mm`); the decode team on unless `EDGEINFER_DECODE=fork-join`. The
+/// CLI is the only place where environment variables choose how the library computes.
+pub fn engine(threads: Option<usize>) -> Result<Engine> {
+    let cap = std::env::var("EDGEINFER_KERNELS").ok();
+    let team = std::env::var_os("EDGEINFER_DECODE").is_none_or(|v| v != "fork-join");
+    let mut b = Engine::builder()
+        .level(Level::best_up_to_named(cap.as_deref()))
+        .decode_team(team);
+    if let Some(n) = threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        b = b.threads(n);
+    }
+    b.build().context("starting the engine")
+}
+
+/// Set the size of rayon's global pool once for the process (training runs there).
 pub fn init_threads(threads: Option<usize>) -> Result<usize> {
     let n = threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -98,12 +118,13 @@ pub fn init_threads(threads: Option<usize>) -> Result<usize> {
     Ok(n)
 }
 
-pub fn load(args: &ModelArgs) -> Result<(Model, Duration)> {
-    init_threads(args.threads)?;
+/// The model of `args` (shared) and the engine to run it on, and the load time.
+pub fn load(args: &ModelArgs) -> Result<(Arc<Model>, Engine, Duration)> {
+    let engine = engine(args.threads)?;
     let path = crate::model_path::resolve(args.model.clone())?;
     let t = Instant::now();
     let model = Model::load(&path).with_context(|| format!("loading {}", path.display()))?;
-    Ok((model, t.elapsed()))
+    Ok((Arc::new(model), engine, t.elapsed()))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -116,6 +137,8 @@ fn stop_name(r: Option<&StopReason>) -> String {
         Some(StopReason::StopString(s)) => format!("stop:{s}"),
         Some(StopReason::MaxTokens) => "max_tokens".into(),
         Some(StopReason::ContextFull) => "context_full".into(),
+        Some(StopReason::Cancelled) => "cancelled".into(),
+        Some(other) => format!("{other:?}"),
         None => "none".into(),
     }
 }
@@ -132,7 +155,7 @@ pub fn generate(
     use_chat: bool,
     as_json: bool,
 ) -> Result<()> {
-    let (model, load_time) = load(margs)?;
+    let (model, engine, load_time) = load(margs)?;
     let text = if use_chat {
         let messages = [Message::new("user", prompt)];
         chat::render_for(
@@ -149,7 +172,7 @@ pub fn generate(
         bail!("the prompt is empty: give some text with -p");
     }
     let ctx = ctx.min(model.config.context_length);
-    let mut session = Session::new(&model, ctx);
+    let mut session = Session::new(&engine, model.clone(), ctx);
     let cfg = sargs.config();
     let seed = cfg.seed;
     let t0 = Instant::now();
@@ -213,7 +236,7 @@ pub fn generate(
 
 /// `edgeinfer tokenize`.
 pub fn tokenize(out: &mut impl Write, margs: &ModelArgs, text: &str, as_json: bool) -> Result<()> {
-    let (model, _) = load(margs)?;
+    let (model, _, _) = load(margs)?;
     let tk = &model.tokenizer;
     let ids = tk.encode(text, true)?;
     if as_json {
@@ -263,7 +286,7 @@ pub fn score(
     k: usize,
     as_json: bool,
 ) -> Result<()> {
-    let (model, _) = load(margs)?;
+    let (model, engine, _) = load(margs)?;
     let ids = match (text, ids) {
         (Some(t), None) => model.tokenizer.encode(t, true)?,
         (None, Some(i)) => parse_ids(i)?,
@@ -272,7 +295,7 @@ pub fn score(
     if ids.is_empty() {
         bail!("nothing to score: the input has no tokens");
     }
-    let mut session = Session::new(&model, ids.len());
+    let mut session = Session::new(&engine, model.clone(), ids.len());
     let vocab = model.config.vocab_size;
     let logits = session.forward_logits(&ids, 0, Logits::All)?;
     let mut total = 0.0;
@@ -326,7 +349,7 @@ pub fn perplexity(
     chunks: Option<usize>,
     as_json: bool,
 ) -> Result<()> {
-    let (model, _) = load(margs)?;
+    let (model, engine, _) = load(margs)?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         anyhow::anyhow!(
@@ -341,7 +364,7 @@ pub fn perplexity(
         bail!("--ctx must be in 2..={}", model.config.context_length);
     }
     let n_chunks = chunks.map_or(tokens.len() / ctx, |c| c.min(tokens.len() / ctx));
-    let mut session = Session::new(&model, ctx);
+    let mut session = Session::new(&engine, model.clone(), ctx);
     let bar = indicatif::ProgressBar::new(n_chunks as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -384,11 +407,10 @@ pub fn chat(
     n: usize,
     ctx: usize,
 ) -> Result<()> {
-    let (model, _) = load(margs)?;
+    let (model, engine, _) = load(margs)?;
     let template = chat::template_for(&model);
     let tk = &model.tokenizer;
-    let mut session = Session::new(&model, ctx.min(model.config.context_length));
-    let mut cached: Vec<u32> = Vec::new();
+    let mut session = Session::new(&engine, model.clone(), ctx);
     let mut messages: Vec<Message> = system
         .map(|s| vec![Message::new("system", s)])
         .unwrap_or_default();
@@ -408,18 +430,10 @@ pub fn chat(
         messages.push(Message::new("user", line.trim_end_matches(['\r', '\n'])));
         let prompt = chat::render_for(template, tk, &messages, true)?;
         let ids = tk.encode(&prompt, true)?;
-        let common = cached
-            .iter()
-            .zip(&ids)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(ids.len() - 1);
-        session.truncate(common);
-        // A sliding-window cache may keep less than asked (see Session::truncate).
-        let common = session.n_past();
-        cached.truncate(common);
+        // A sliding-window cache may keep less than the common prefix (see Session::truncate).
+        let kept = session.reuse_prefix(&ids);
         let t = Instant::now();
-        let new = &ids[common..];
+        let new = &ids[kept..];
         let mut gen = Generator::new(&mut session, Sampler::new(sampler_cfg.clone()), new, n)?
             .with_stop_strings(sargs.stop.clone());
         let mut reply = String::new();
@@ -433,16 +447,10 @@ pub fn chat(
         eprintln!(
             "[{} new prompt tokens ({} reused from cache), {} generated, {:.1} s]",
             new.len(),
-            common,
+            kept,
             gen.generated().len(),
             t.elapsed().as_secs_f64()
         );
-        cached.extend_from_slice(&ids[common..]);
-        // the generated tokens are in the cache too (all but the last, which was not run)
-        let g = gen.generated().to_vec();
-        cached.extend_from_slice(&g[..g.len().saturating_sub(1)]);
-        drop(gen);
-        cached.truncate(session.n_past());
         messages.push(Message::new("assistant", reply.trim()));
         sampler_cfg.seed = sampler_cfg.seed.wrapping_add(1);
     }

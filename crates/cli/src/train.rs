@@ -91,7 +91,8 @@ fn pretrained_embeddings(path: &Path) -> Result<PretrainedEmbeddings> {
         .with_context(|| format!("--embeddings-from {}", path.display()))?;
     let tokenizer_json = model.tokenizer.to_json()?;
     let (vocab, dim) = (model.config.vocab_size, model.config.d_model);
-    let emb = model.matrix(&model.token_embd);
+    // Dequantization is the same at every kernel level.
+    let emb = model.matrix(edgeinfer_kernels::Kernels::scalar(), &model.token_embd);
     let mut table = vec![0f32; vocab * dim];
     for (r, row) in table.chunks_exact_mut(dim).enumerate() {
         emb.dequantize_row(r, row)?;
@@ -125,7 +126,9 @@ pub fn sibling(out: &Path, dtype: DType) -> PathBuf {
 }
 
 pub fn run(out: &mut impl Write, a: &TrainArgs) -> Result<()> {
+    // Training runs in rayon's global pool, validation and test accuracy on the engine.
     crate::llm::init_threads(a.threads)?;
+    let engine = crate::llm::engine(a.threads)?;
     let keep =
         Keep::parse(&a.keep).with_context(|| format!("--keep {:?}: first or last", a.keep))?;
     let dtype = weight_type(&a.dtype)?;
@@ -177,7 +180,7 @@ pub fn run(out: &mut impl Write, a: &TrainArgs) -> Result<()> {
     )
     .expect("valid template")
     .progress_chars("=> ");
-    let trained = train(&train_set, &valid_set, &opts, &mut |p| match p {
+    let trained = train(&engine, &train_set, &valid_set, &opts, &mut |p| match p {
         Progress::Start { vocab, batches: n } => {
             eprintln!("vocabulary: {vocab} tokens; {n} batches per epoch");
             batches = n;
@@ -231,7 +234,7 @@ pub fn run(out: &mut impl Write, a: &TrainArgs) -> Result<()> {
         let mut line = format!("wrote {} ({t}, {} bytes)", path.display(), bytes.len());
         if let Some(test) = &test_set {
             let model = LstmClassifier::load(&path)?;
-            let acc = accuracy(&model, test)?;
+            let acc = accuracy(&engine, &model, test)?;
             line += &format!(
                 ": test accuracy {:.2}% on {} examples",
                 100.0 * acc,

@@ -5,8 +5,9 @@
 //! tables, one per [`Level`]: a table starts as the scalar one (`generic::table`) and each tier
 //! the level includes overwrites, once, the slots it implements (`arch::*::plug_*`). A table is
 //! only ever built for a level the CPU has, so code compiled for CPU features is reachable only
-//! through what detection selected: [`kernels`] (the process's choice) or
-//! [`Kernels::for_level`], which is `None` for a level this CPU cannot run.
+//! through what detection selected: [`Kernels::for_level`], which is `None` for a level this
+//! CPU cannot run (an [`crate::Engine`] holds the table of the level it was built with), or
+//! [`kernels`], the best level's table, for code without an engine.
 
 use std::sync::OnceLock;
 
@@ -120,7 +121,7 @@ impl Level {
         Level::I8mm,
     ];
 
-    /// The name `EDGEINFER_KERNELS` takes for this level.
+    /// The level's name (as the CLI's `EDGEINFER_KERNELS` takes it).
     pub fn name(self) -> &'static str {
         match self {
             Level::Scalar => "scalar",
@@ -143,7 +144,26 @@ impl Level {
         self as usize
     }
 
-    /// Whether this CPU can run this level (ignoring `EDGEINFER_KERNELS`).
+    /// The best level this CPU has.
+    pub fn best() -> Level {
+        available_levels().last().copied().unwrap_or(Level::Scalar)
+    }
+
+    /// The best level this CPU has that is not above `cap`: `Scalar` caps everything; a level
+    /// of this architecture keeps the levels of its family up to it (`Avx2` on a CPU with
+    /// AVX-VNNI gives `Avx2`, `AvxVnni` on one without gives `Avx2`); another architecture's
+    /// level caps nothing.
+    pub fn best_up_to(cap: Level) -> Level {
+        capped(&available_levels(), Some(cap))
+    }
+
+    /// [`Level::best_up_to`] the level called `name` (as the CLI's `EDGEINFER_KERNELS` names
+    /// it); with no name, or a name no level has, the best level.
+    pub fn best_up_to_named(name: Option<&str>) -> Level {
+        capped(&available_levels(), name.and_then(Level::from_name))
+    }
+
+    /// Whether this CPU can run this level.
     pub fn is_available(self) -> bool {
         match self {
             Level::Scalar => true,
@@ -169,8 +189,7 @@ impl std::fmt::Display for Level {
     }
 }
 
-/// Every level this CPU can run, scalar first, in increasing order (ignoring
-/// `EDGEINFER_KERNELS`): what tests loop over.
+/// Every level this CPU can run, scalar first, in increasing order: what tests loop over.
 pub fn available_levels() -> Vec<Level> {
     Level::ALL
         .into_iter()
@@ -179,7 +198,8 @@ pub fn available_levels() -> Vec<Level> {
 }
 
 /// A kernel table: the kernels of one level, for every format and helper. Obtained only from
-/// [`kernels`] or [`Kernels::for_level`], so every slot holds code this CPU can run.
+/// [`Kernels::for_level`] (an [`crate::Engine`] holds one) or [`kernels`], so every slot holds
+/// code this CPU can run.
 pub struct Kernels {
     /// The level these kernels implement.
     pub level: Level,
@@ -247,18 +267,13 @@ fn table(level: Level) -> &'static Kernels {
     })
 }
 
-/// The kernels for this process, decided on first call: the best level the CPU has, capped by
-/// `EDGEINFER_KERNELS` (`scalar`, `avx2`, `avxvnni`, `neon`, `dotprod`, `i8mm`: the highest
-/// available level not above the named one on this architecture; a name of another
-/// architecture's level, or an unknown one, caps nothing).
+/// The default table, for code that has no [`crate::Engine`]: the best level this CPU has
+/// ([`Level::best`]). Nothing reads the environment: a program that lets a variable cap the
+/// level (the `edgeinfer` CLI's `EDGEINFER_KERNELS`) builds its engine with
+/// [`Level::best_up_to`].
 pub fn kernels() -> &'static Kernels {
     static K: OnceLock<&'static Kernels> = OnceLock::new();
-    K.get_or_init(|| {
-        let cap = std::env::var("EDGEINFER_KERNELS")
-            .ok()
-            .and_then(|s| Level::from_name(&s));
-        table(capped(&available_levels(), cap))
-    })
+    K.get_or_init(|| table(Level::best()))
 }
 
 /// The best of `levels` (available, increasing) not above `cap`: `Scalar` caps everything; a
@@ -290,7 +305,7 @@ fn capped(levels: &[Level], cap: Option<Level>) -> Level {
 }
 
 impl Kernels {
-    /// The table of `level` if this CPU can run it (ignoring `EDGEINFER_KERNELS`), else `None`.
+    /// The table of `level` if this CPU can run it, else `None`.
     pub fn for_level(level: Level) -> Option<&'static Kernels> {
         level.is_available().then(|| table(level))
     }
@@ -432,7 +447,7 @@ impl Kernels {
 mod tests {
     use super::*;
 
-    /// `EDGEINFER_KERNELS` caps within this architecture's levels; `scalar` caps everything;
+    /// A cap keeps the levels of this architecture up to it; `scalar` caps everything;
     /// another architecture's level (or none) caps nothing.
     #[test]
     fn caps_pick_the_best_level_up_to_the_named_one() {

@@ -18,11 +18,11 @@
 //!
 //! A kernel table ([`Kernels`]) starts as the scalar one and each tier the CPU has overwrites
 //! the slots it implements, once, at detection: x86-64 `Avx2` then `AvxVnni`; aarch64 `Neon`
-//! (Raspberry Pi 4), `Dotprod` (Pi 5) then `I8mm`. [`kernels`] is the process's table (the best
-//! level, capped by `EDGEINFER_KERNELS=scalar|avx2|avxvnni|neon|dotprod|i8mm`);
-//! [`Kernels::for_level`] gives another level's table only if the CPU has it, and
-//! [`available_levels`] lists them (tests loop over it). Target-feature code is reachable only
-//! through these tables.
+//! (Raspberry Pi 4), `Dotprod` (Pi 5) then `I8mm`. [`Kernels::for_level`] gives a level's table
+//! only if the CPU has it, and [`available_levels`] lists them (tests loop over it). An
+//! [`Engine`] holds one table, chosen explicitly (default [`Level::best`]), with the thread pool
+//! it owns; [`kernels`] is the best level's table for code without an engine. Nothing in this
+//! crate reads the environment. Target-feature code is reachable only through these tables.
 //!
 //! Every SIMD kernel follows one summation order ([`contract`]): integer block sums exact, then
 //! a fixed sequence of float operations, written out as scalar code in [`contract`]. So each
@@ -41,6 +41,7 @@
 mod arch;
 pub mod contract;
 mod dispatch;
+mod engine;
 mod generic;
 mod matmul;
 pub mod ops;
@@ -50,6 +51,7 @@ pub use dispatch::{
     VecDot,
 };
 pub use edgeinfer_tensor::{DType, Tensor};
+pub use engine::{Engine, EngineBuilder, EngineError};
 pub use matmul::{Activations, Matrix};
 
 /// Errors from the kernels' public API (bad shapes or types, never from the numbers).
@@ -144,7 +146,7 @@ pub fn dequantize_row(t: &Tensor<'_>, row: usize, out: &mut [f32]) -> Result<(),
     dequantize(t.dtype(), bytes, out)
 }
 
-/// Dot product of `n` elements with the dispatched kernel: `w` in `wtype`, `a` in its
+/// Dot product of `n` elements with the default table's kernel: `w` in `wtype`, `a` in its
 /// activation type (`format(wtype).vec_dot_type`).
 pub fn vec_dot(wtype: DType, n: usize, w: &[u8], a: &[u8]) -> Result<f32, KernelError> {
     kernels().vec_dot(wtype, n, w, a)

@@ -2,12 +2,17 @@
 //!
 //! The activation is quantized once to the weight's activation type ([`Activations`]) and
 //! reused by every weight row (and by every matrix sharing the same input, such as Q/K/V).
-//! Weight rows are split across the rayon pool; in `matmul` each thread walks its rows in
-//! tiles of activation rows so a weight row, once loaded, is used for a whole tile.
+//! Weight rows are split across the current rayon pool (an [`crate::Engine`]'s, inside its
+//! `install`); in `matmul` each thread walks its rows in tiles of activation rows so a weight
+//! row, once loaded, is used for a whole tile.
+//!
+//! A [`Matrix`] resolves its kernels from one table when it is made ([`Matrix::from_parts_in`];
+//! [`Matrix::from_parts`] takes the default table): the products call the resolved function
+//! pointers, with no lookup per call.
 
 use rayon::prelude::*;
 
-use crate::{bytes_for, kernels, require, DType, KernelError, Tensor, Tile, VecDot};
+use crate::{bytes_for, kernels, require, DType, KernelError, Kernels, Tensor, Tile, VecDot};
 
 /// Activations quantized to one type: `rows` vectors of `cols` elements. Reuse one across
 /// calls to avoid allocating per step.
@@ -26,9 +31,10 @@ impl Activations {
         Self::default()
     }
 
-    /// Quantize `x` (`rows × cols`, row-major) to `dtype`, reusing this buffer.
+    /// Quantize `x` (`rows × cols`, row-major) to `dtype` with the default table, reusing this
+    /// buffer.
     pub fn quantize(&mut self, dtype: DType, x: &[f32], cols: usize) -> Result<(), KernelError> {
-        self.quantize_with(dtype, x, cols, true)
+        self.encode(kernels(), dtype, x, cols, true)
     }
 
     /// As [`Activations::quantize`], in the calling thread only.
@@ -38,25 +44,48 @@ impl Activations {
         x: &[f32],
         cols: usize,
     ) -> Result<(), KernelError> {
-        self.quantize_with(dtype, x, cols, false)
+        self.encode(kernels(), dtype, x, cols, false)
     }
 
-    fn quantize_with(
+    /// As [`Activations::quantize`], with the quantizer of table `k` (the same bits at every
+    /// level).
+    pub fn quantize_in(
         &mut self,
+        k: &Kernels,
+        dtype: DType,
+        x: &[f32],
+        cols: usize,
+    ) -> Result<(), KernelError> {
+        self.encode(k, dtype, x, cols, true)
+    }
+
+    /// As [`Activations::quantize_in`], in the calling thread only.
+    pub fn quantize_in_thread_in(
+        &mut self,
+        k: &Kernels,
+        dtype: DType,
+        x: &[f32],
+        cols: usize,
+    ) -> Result<(), KernelError> {
+        self.encode(k, dtype, x, cols, false)
+    }
+
+    fn encode(
+        &mut self,
+        k: &Kernels,
         dtype: DType,
         x: &[f32],
         cols: usize,
         parallel: bool,
     ) -> Result<(), KernelError> {
         let f = require(dtype, "quantize activations")?;
-        let from =
-            kernels()
-                .act_quantizer(dtype)
-                .or(f.from_f32)
-                .ok_or(KernelError::Unsupported {
-                    dtype,
-                    op: "quantize activations",
-                })?;
+        let from = k
+            .act_quantizer(dtype)
+            .or(f.from_f32)
+            .ok_or(KernelError::Unsupported {
+                dtype,
+                op: "quantize activations",
+            })?;
         if cols == 0 || !x.len().is_multiple_of(cols) {
             return Err(KernelError::Shape {
                 op: "quantize activations",
@@ -135,9 +164,10 @@ impl Activations {
 }
 
 /// A 2-D weight matrix view: `rows` output features × `cols` inputs (GGML shape
-/// `[cols, rows]`), with the dot kernel for its type resolved.
+/// `[cols, rows]`), with the dot kernel for its type resolved from one kernel table.
 #[derive(Clone, Copy)]
 pub struct Matrix<'t> {
+    kernels: &'static Kernels,
     dtype: DType,
     rows: usize,
     cols: usize,
@@ -150,7 +180,11 @@ pub struct Matrix<'t> {
 
 impl std::fmt::Debug for Matrix<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Matrix({} {}x{})", self.dtype, self.rows, self.cols)
+        write!(
+            f,
+            "Matrix({} {}x{}, {})",
+            self.dtype, self.rows, self.cols, self.kernels.level
+        )
     }
 }
 
@@ -168,8 +202,13 @@ fn chunk_rows(rows: usize, cols: usize) -> usize {
 }
 
 impl<'t> Matrix<'t> {
-    /// View a tensor of shape `[cols, rows]` as a matrix.
+    /// View a tensor of shape `[cols, rows]` as a matrix, with the default table.
     pub fn new(t: &'t Tensor<'_>) -> Result<Self, KernelError> {
+        Self::new_in(kernels(), t)
+    }
+
+    /// View a tensor of shape `[cols, rows]` as a matrix computed with table `k`.
+    pub fn new_in(k: &'static Kernels, t: &'t Tensor<'_>) -> Result<Self, KernelError> {
         let shape = t.shape();
         if shape.len() != 2 && !(shape.len() > 2 && shape[2..].iter().all(|&d| d == 1)) {
             return Err(KernelError::Shape {
@@ -178,18 +217,30 @@ impl<'t> Matrix<'t> {
                 actual: format!("shape {shape:?}"),
             });
         }
-        Self::from_parts(t.dtype(), t.n_rows(), t.row_len(), t.data())
+        Self::from_parts_in(k, t.dtype(), t.n_rows(), t.row_len(), t.data())
     }
 
-    /// A matrix of `rows × cols` elements of `dtype` stored row after row in `data`.
+    /// A matrix of `rows × cols` elements of `dtype` stored row after row in `data`, with the
+    /// default table.
     pub fn from_parts(
         dtype: DType,
         rows: usize,
         cols: usize,
         data: &'t [u8],
     ) -> Result<Self, KernelError> {
+        Self::from_parts_in(kernels(), dtype, rows, cols, data)
+    }
+
+    /// As [`Matrix::from_parts`], computed with table `k`: its dot and tile kernels are
+    /// resolved here, once.
+    pub fn from_parts_in(
+        k: &'static Kernels,
+        dtype: DType,
+        rows: usize,
+        cols: usize,
+        data: &'t [u8],
+    ) -> Result<Self, KernelError> {
         let f = require(dtype, "matmul")?;
-        let k = kernels();
         let dot = k.dot_fn(dtype).ok_or(KernelError::Unsupported {
             dtype,
             op: "matmul",
@@ -203,6 +254,7 @@ impl<'t> Matrix<'t> {
             });
         }
         Ok(Matrix {
+            kernels: k,
             dtype,
             rows,
             cols,
@@ -257,8 +309,9 @@ impl<'t> Matrix<'t> {
                         &mut w,
                     );
                     for t in 0..t_n {
-                        o[j * t_n + t] =
-                            crate::ops::dot(&w, &x[t * self.cols..(t + 1) * self.cols]);
+                        o[j * t_n + t] = self
+                            .kernels
+                            .dot_f32(&w, &x[t * self.cols..(t + 1) * self.cols]);
                     }
                 }
             });
@@ -266,6 +319,10 @@ impl<'t> Matrix<'t> {
         Ok(())
     }
 
+    /// The kernel table this matrix computes with.
+    pub fn kernels(&self) -> &'static Kernels {
+        self.kernels
+    }
     /// Output features.
     pub fn rows(&self) -> usize {
         self.rows
@@ -430,7 +487,7 @@ impl<'t> Matrix<'t> {
         scratch: &mut Activations,
         out: &mut [f32],
     ) -> Result<(), KernelError> {
-        scratch.quantize(self.act_type, x, self.cols)?;
+        scratch.quantize_in(self.kernels, self.act_type, x, self.cols)?;
         self.matmul(scratch, out)
     }
 
@@ -442,7 +499,7 @@ impl<'t> Matrix<'t> {
         scratch: &mut Activations,
         out: &mut [f32],
     ) -> Result<(), KernelError> {
-        scratch.quantize_in_thread(self.act_type, x, self.cols)?;
+        scratch.quantize_in_thread_in(self.kernels, self.act_type, x, self.cols)?;
         self.check_act(scratch, out.len(), "matmul")?;
         self.matmul_direct(scratch, out);
         Ok(())

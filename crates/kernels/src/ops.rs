@@ -1,4 +1,7 @@
-//! Element-wise and row ops on f32 slices.
+//! Element-wise and row ops on f32 slices. The dispatched ones here ([`dot`], [`axpy`],
+//! [`dot_f16`], [`axpy_f16`], [`extend_f16`], [`lstm_cell`]) use the default table
+//! ([`crate::kernels`]); code running on an [`crate::Engine`] calls its table's methods
+//! ([`crate::Kernels::dot_f32`] …) instead.
 
 use crate::kernels;
 
@@ -94,7 +97,7 @@ pub fn fast_tanh(x: f32) -> f32 {
 
 /// The fused LSTM gate epilogue for one sequence: with `H = c.len()`, pre-activations
 /// `z + xp + bias` (each `4H`, gate blocks i, f, g, o, PyTorch's order),
-/// `c ← σ(f)·c + σ(i)·tanh(g)`, `h ← σ(o)·tanh(c)`. Dispatched (AVX2 on x86-64).
+/// `c ← σ(f)·c + σ(i)·tanh(g)`, `h ← σ(o)·tanh(c)`. With the default table (AVX2 on x86-64).
 #[inline]
 pub fn lstm_cell(z: &[f32], xp: &[f32], bias: &[f32], c: &mut [f32], h: &mut [f32]) {
     (kernels().lstm_cell)(z, xp, bias, c, h)

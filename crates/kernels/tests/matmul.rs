@@ -2,8 +2,16 @@
 //! as the kernel sees it (quantized, then dequantized: tract's "simulate precision loss").
 
 use edgeinfer_kernels::{
-    dequantize_to_vec, format, formats, quantize_to_vec, Activations, DType, Matrix, Tensor,
+    dequantize_to_vec, format, formats, quantize_to_vec, Activations, DType, Kernels, Level,
+    Matrix, Tensor,
 };
+
+/// The table under test: the best level, capped by `EDGEINFER_KERNELS` (`scripts/test.sh` runs
+/// this file at the best level, at AVX2 and scalar; the library itself reads no environment).
+fn table() -> &'static Kernels {
+    let cap = std::env::var("EDGEINFER_KERNELS").ok();
+    Kernels::for_level(Level::best_up_to_named(cap.as_deref())).expect("an available level")
+}
 
 fn data(n: usize, seed: f32) -> Vec<f32> {
     (0..n)
@@ -46,10 +54,10 @@ fn check(dtype: DType, rows: usize, cols: usize, tokens: usize) {
     let f = format(dtype).unwrap();
     let wb = weights(dtype, rows, cols);
     let t = Tensor::borrowed(dtype, &[cols, rows], &wb).unwrap();
-    let m = Matrix::new(&t).unwrap();
+    let m = Matrix::new_in(table(), &t).unwrap();
     let x = data(tokens * cols, 1.1);
     let mut act = Activations::new();
-    act.quantize(m.act_type(), &x, cols).unwrap();
+    act.quantize_in(table(), m.act_type(), &x, cols).unwrap();
     let mut out = vec![0.0f32; tokens * rows];
     m.matmul(&act, &mut out).unwrap();
 
@@ -114,26 +122,26 @@ fn matmul_matches_naive_reference_three_threads() {
 fn shape_errors_are_reported() {
     let wb = vec![0u8; 20 * 4];
     let t = Tensor::borrowed(DType::Q4_1, &[64, 2], &wb).unwrap();
-    let m = Matrix::new(&t).unwrap();
+    let m = Matrix::new_in(table(), &t).unwrap();
     let mut act = Activations::new();
-    act.quantize(DType::Q8_0, &[0.0; 64], 64).unwrap();
+    act.quantize_in(table(), DType::Q8_0, &[0.0; 64], 64).unwrap();
     let mut out = [0.0f32; 2];
     assert!(
         m.matvec(&act, &mut out).is_err(),
         "wrong activation type must be rejected"
     );
-    act.quantize(DType::Q8_1, &[0.0; 64], 64).unwrap();
+    act.quantize_in(table(), DType::Q8_1, &[0.0; 64], 64).unwrap();
     assert!(
         m.matvec(&act, &mut [0.0f32; 3]).is_err(),
         "wrong output length must be rejected"
     );
     m.matvec(&act, &mut out).unwrap();
     assert!(
-        act.quantize(DType::Q8_1, &[0.0; 48], 48).is_err(),
+        act.quantize_in(table(), DType::Q8_1, &[0.0; 48], 48).is_err(),
         "48 is not a block multiple"
     );
     let t3 = Tensor::borrowed(DType::Q4_1, &[32, 2, 2], &wb).unwrap();
-    assert!(Matrix::new(&t3).is_err());
+    assert!(Matrix::new_in(table(), &t3).is_err());
 }
 
 /// Rows already in the activation type (a Q8_0 table's rows) give the same activations as
@@ -143,9 +151,9 @@ fn shape_errors_are_reported() {
 fn encoded_rows_and_in_thread_products_agree() {
     let (rows, cols, tokens) = (96, 64, 37);
     let w = weights(DType::Q8_0, rows, cols);
-    let m = Matrix::from_parts(DType::Q8_0, rows, cols, &w).unwrap();
-    let table = quantize_to_vec(DType::Q8_0, &data(tokens * cols, 0.3)).unwrap();
-    let tm = Matrix::from_parts(DType::Q8_0, tokens, cols, &table).unwrap();
+    let m = Matrix::from_parts_in(table(), DType::Q8_0, rows, cols, &w).unwrap();
+    let emb = quantize_to_vec(DType::Q8_0, &data(tokens * cols, 0.3)).unwrap();
+    let tm = Matrix::from_parts_in(table(), DType::Q8_0, tokens, cols, &emb).unwrap();
     let mut values = vec![0.0f32; tokens * cols];
     for (t, row) in values.chunks_exact_mut(cols).enumerate() {
         tm.dequantize_row(t, row).unwrap();
@@ -158,7 +166,7 @@ fn encoded_rows_and_in_thread_products_agree() {
     )
     .unwrap();
     let mut q = Activations::new();
-    q.quantize(DType::Q8_0, &values, cols).unwrap();
+    q.quantize_in(table(), DType::Q8_0, &values, cols).unwrap();
     let (mut a, mut b, mut c) = (
         vec![0.0f32; tokens * rows],
         vec![0.0f32; tokens * rows],
@@ -183,10 +191,10 @@ fn matmul_is_bit_identical_across_thread_counts() {
     for dtype in [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q6_K] {
         let (rows, cols) = (72, 256);
         let w = weights(dtype, rows, cols);
-        let m = Matrix::from_parts(dtype, rows, cols, &w).unwrap();
+        let m = Matrix::from_parts_in(table(), dtype, rows, cols, &w).unwrap();
         for tokens in [5, 70, 130, 300] {
             let mut act = Activations::new();
-            act.quantize(m.act_type(), &data(tokens * cols, 0.9), cols)
+            act.quantize_in(table(), m.act_type(), &data(tokens * cols, 0.9), cols)
                 .unwrap();
             let run = |threads: usize| {
                 let mut out = vec![0.0f32; tokens * rows];
@@ -217,9 +225,9 @@ fn matvec_rows_match_the_whole_matvec() {
     for dtype in [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q6_K] {
         let (rows, cols) = (75, 512);
         let w = weights(dtype, rows, cols);
-        let m = Matrix::from_parts(dtype, rows, cols, &w).unwrap();
+        let m = Matrix::from_parts_in(table(), dtype, rows, cols, &w).unwrap();
         let mut act = Activations::new();
-        act.quantize(m.act_type(), &data(cols, 0.7), cols).unwrap();
+        act.quantize_in(table(), m.act_type(), &data(cols, 0.7), cols).unwrap();
         let mut whole = vec![0.0f32; rows];
         m.matvec(&act, &mut whole).unwrap();
         for (r0, n) in [(0, 75), (0, 1), (3, 16), (17, 40), (74, 1), (60, 15)] {
@@ -237,7 +245,7 @@ fn matvec_rows_match_the_whole_matvec() {
             .matvec_rows_in_thread(&act, usize::MAX, &mut past)
             .is_err());
         let mut two = Activations::new();
-        two.quantize(m.act_type(), &data(2 * cols, 0.7), cols)
+        two.quantize_in(table(), m.act_type(), &data(2 * cols, 0.7), cols)
             .unwrap();
         assert!(m.matvec_rows_in_thread(&two, 0, &mut past).is_err());
     }

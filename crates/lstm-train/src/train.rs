@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use candle_core::DType as CDType;
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use edgeinfer_lstm::{truncate, Keep, LstmClassifier, LstmConfig, LstmWeights};
+use edgeinfer_lstm::{truncate, Engine, Keep, LstmClassifier, LstmConfig, LstmWeights};
 use edgeinfer_tensor::DType;
 
 use crate::{
@@ -105,10 +105,14 @@ impl Trained {
     }
 }
 
-/// Fraction of `examples` `model` labels correctly (labels by name).
-pub fn accuracy(model: &LstmClassifier, examples: &[Example]) -> Result<f64, TrainError> {
+/// Fraction of `examples` `model` labels correctly (labels by name), classified on `engine`.
+pub fn accuracy(
+    engine: &Engine,
+    model: &LstmClassifier,
+    examples: &[Example],
+) -> Result<f64, TrainError> {
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-    let out = model.classify_batch(&texts)?;
+    let out = model.classify_batch(engine, &texts)?;
     let right = out
         .iter()
         .zip(examples)
@@ -140,8 +144,11 @@ pub fn label_ids(
         .collect()
 }
 
-/// Train on `train`, early-stopping on accuracy over `valid`.
+/// Train on `train`, early-stopping on accuracy over `valid`. The training steps run on
+/// candle's CPU backend in the calling thread's rayon pool; each epoch's validation runs with
+/// the inference crate on `engine`.
 pub fn train(
+    engine: &Engine,
     train: &[Example],
     valid: &[Example],
     opts: &TrainOptions,
@@ -285,7 +292,7 @@ pub fn train(
         let weights = net.to_weights()?;
         let bytes = weights.to_gguf(DType::F32, &labels, &tokenizer_json)?;
         let model = LstmClassifier::from_file(Arc::new(edgeinfer_gguf_from_bytes(bytes)?))?;
-        let acc = accuracy(&model, valid)?;
+        let acc = accuracy(engine, &model, valid)?;
         let train_loss = (loss_sum / batches.len().max(1) as f64) as f32;
         history.push((train_loss, acc));
         let improved = best.as_ref().is_none_or(|(b, _, _)| acc > *b);

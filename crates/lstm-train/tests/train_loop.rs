@@ -4,11 +4,16 @@
 use std::sync::Arc;
 
 use edgeinfer_gguf::GgufFile;
-use edgeinfer_lstm::LstmClassifier;
+use edgeinfer_lstm::{Engine, LstmClassifier};
 use edgeinfer_lstm_train::{
     train, train_tokenizer, Example, PretrainedEmbeddings, Rng, TokenizerOptions, TrainOptions,
 };
 use edgeinfer_tensor::DType;
+
+/// The engine validation runs on.
+fn engine() -> Engine {
+    Engine::builder().threads(2).build().unwrap()
+}
 
 /// Texts of filler words where the label is whether "great" or "awful" occurs (at a random
 /// position, so the model must carry it through the recurrence).
@@ -59,7 +64,8 @@ fn learns_a_cue_anywhere_in_the_text_and_is_reproducible() {
             .num_threads(threads)
             .build()
             .unwrap();
-        pool.install(|| train(&tr, &va, &opts(), &mut |_| {}).unwrap())
+        let engine = Engine::builder().threads(threads).build().unwrap();
+        pool.install(|| train(&engine, &tr, &va, &opts(), &mut |_| {}).unwrap())
     };
     let a = run(1);
     assert!(
@@ -82,13 +88,13 @@ fn bad_training_sets_are_errors() {
         .into_iter()
         .filter(|e| e.label == "pos")
         .collect();
-    let err = train(&one_label, &task(10, 4), &opts(), &mut |_| {}).unwrap_err();
+    let err = train(&engine(), &one_label, &task(10, 4), &opts(), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("two labels"), "{err}");
     let mut odd = task(10, 5);
     odd[0].label = "maybe".into();
-    let err = train(&task(10, 6), &odd, &opts(), &mut |_| {}).unwrap_err();
+    let err = train(&engine(), &task(10, 6), &odd, &opts(), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("\"maybe\""), "{err}");
-    let err = train(&[], &task(10, 7), &opts(), &mut |_| {}).unwrap_err();
+    let err = train(&engine(), &[], &task(10, 7), &opts(), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
 }
 
@@ -120,7 +126,7 @@ fn learns_through_a_frozen_pretrained_table() {
         pretrained: Some(Arc::new(pre.clone())),
         ..opts()
     };
-    let t = train(&tr, &va, &o, &mut |_| {}).unwrap();
+    let t = train(&engine(), &tr, &va, &o, &mut |_| {}).unwrap();
     assert!(
         t.valid_accuracy >= 0.97,
         "valid accuracy {}",
@@ -141,6 +147,6 @@ fn learns_through_a_frozen_pretrained_table() {
         pretrained: Some(Arc::new(short)),
         ..opts()
     };
-    let err = train(&tr, &va, &o, &mut |_| {}).unwrap_err();
+    let err = train(&engine(), &tr, &va, &o, &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("table"), "{err}");
 }

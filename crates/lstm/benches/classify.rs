@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use edgeinfer_gguf::GgufFile;
-use edgeinfer_lstm::{Keep, LstmClassifier, LstmConfig, LstmWeights};
+use edgeinfer_lstm::{Engine, Keep, Level, LstmClassifier, LstmConfig, LstmWeights};
 use edgeinfer_tensor::DType;
 
 fn model(dtype: DType, hidden: usize) -> LstmClassifier {
@@ -45,6 +45,10 @@ fn model(dtype: DType, hidden: usize) -> LstmClassifier {
 
 fn bench(c: &mut Criterion) {
     let quick = std::env::var_os("EDGEINFER_BENCH_QUICK").is_some();
+    // All cores, the best level capped by EDGEINFER_KERNELS (as the CLI reads it).
+    let cap = std::env::var("EDGEINFER_KERNELS").ok();
+    let level = Level::best_up_to_named(cap.as_deref());
+    let engine = Engine::builder().level(level).build().unwrap();
     let seqs: Vec<Vec<u32>> = (0..256u32)
         .map(|i| {
             (0..32 + (i * 7) % 96)
@@ -66,11 +70,11 @@ fn bench(c: &mut Criterion) {
             let m = model(dtype, hidden);
             g.throughput(Throughput::Elements(tokens as u64));
             g.bench_function(format!("batch256/{dtype}"), |b| {
-                b.iter(|| m.logits_batch(&refs).unwrap())
+                b.iter(|| m.logits_batch(&engine, &refs).unwrap())
             });
             g.throughput(Throughput::Elements(64));
             g.bench_function(format!("single64/{dtype}"), |b| {
-                b.iter(|| m.logits_batch(&[&one[..]]).unwrap())
+                b.iter(|| m.logits_batch(&engine, &[&one[..]]).unwrap())
             });
         }
         g.finish();

@@ -1,5 +1,17 @@
 //! An LSTM text classifier whose weights, tokenizer and label names live in one GGUF file.
 //!
+//! ```no_run
+//! use std::sync::Arc;
+//! use edgeinfer_lstm::{Engine, LstmClassifier};
+//!
+//! let engine = Engine::builder().threads(2).build()?; // its own pool, the best kernels
+//! let model = Arc::new(LstmClassifier::load("fixtures/lstm/sms.q8_0.gguf")?); // share it
+//! for c in model.classify_batch(&engine, &["WINNER! Claim your prize", "See you at six"])? {
+//!     println!("{} {:?}", model.labels[c.label], c.probs);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Embedding → LSTM layer(s) (optionally bidirectional) → final hidden state (forward and
 //! backward directions concatenated) → linear → softmax.
 //!
@@ -51,6 +63,7 @@ mod model;
 mod weights;
 
 pub use config::{Keep, LstmConfig, ARCH};
+pub use edgeinfer_kernels::{Engine, EngineBuilder, EngineError, Level};
 pub use model::{argmax, truncate, Classification, LstmClassifier, StepTrace, MAX_TOKENS};
 pub use weights::{DirectionWeights, LstmWeights};
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use edgeinfer_gguf::GgufFile;
-use edgeinfer_kernels::{format, Activations, DType, Matrix};
+use edgeinfer_kernels::{format, Activations, DType, Engine, Kernels, Matrix};
 use rayon::prelude::*;
 
 use crate::{Keep, LstmConfig, LstmError};
@@ -36,7 +36,9 @@ struct Direction {
     bias: Vec<f32>,
 }
 
-/// A loaded classifier. `Send + Sync`: share one across threads.
+/// A loaded classifier. `Send + Sync`: load it once into an `Arc` and classify with it from any
+/// threads and engines. It holds no state between calls: each call runs on the [`Engine`] it
+/// is given (the engine's pool, the engine's kernel table).
 pub struct LstmClassifier {
     file: Arc<GgufFile>,
     pub config: LstmConfig,
@@ -198,9 +200,9 @@ impl LstmClassifier {
         })
     }
 
-    fn mat(&self, w: &WeightRef) -> Matrix<'_> {
-        Matrix::from_parts(w.dtype, w.rows, w.cols, &self.file.bytes()[w.bytes.clone()])
-            .expect("checked at load")
+    fn mat(&self, k: &'static Kernels, w: &WeightRef) -> Matrix<'_> {
+        let data = &self.file.bytes()[w.bytes.clone()];
+        Matrix::from_parts_in(k, w.dtype, w.rows, w.cols, data).expect("checked at load")
     }
 
     /// The type of the weight matrices (of the LSTM layer 0 input projection).
@@ -234,19 +236,25 @@ impl LstmClassifier {
         Ok(ids)
     }
 
-    /// Classify one text.
-    pub fn classify(&self, text: &str) -> Result<Classification, LstmError> {
-        Ok(self.classify_batch(&[text])?.remove(0))
+    /// Classify one text on `engine`.
+    pub fn classify(&self, engine: &Engine, text: &str) -> Result<Classification, LstmError> {
+        Ok(self.classify_batch(engine, &[text])?.remove(0))
     }
 
-    /// Classify many texts: tokenized in parallel, run in groups of similar length.
-    pub fn classify_batch(&self, texts: &[&str]) -> Result<Vec<Classification>, LstmError> {
-        let ids: Vec<Vec<u32>> = texts
-            .par_iter()
-            .map(|t| self.encode(t))
-            .collect::<Result<_, _>>()?;
+    /// Classify many texts on `engine`: tokenized in parallel, run in groups of similar length.
+    pub fn classify_batch(
+        &self,
+        engine: &Engine,
+        texts: &[&str],
+    ) -> Result<Vec<Classification>, LstmError> {
+        let ids: Vec<Vec<u32>> = engine.install(|| {
+            texts
+                .par_iter()
+                .map(|t| self.encode(t))
+                .collect::<Result<_, _>>()
+        })?;
         let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-        let logits = self.logits_batch(&refs)?;
+        let logits = self.logits_batch(engine, &refs)?;
         Ok(logits
             .into_iter()
             .zip(&ids)
@@ -261,12 +269,21 @@ impl LstmClassifier {
             .collect())
     }
 
-    /// Logits for many token sequences. Sequences are sorted by length and cut into groups
-    /// (at most 32 sequences or 8192 tokens); groups run in parallel.
-    pub fn logits_batch(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, LstmError> {
+    /// Logits for many token sequences, on `engine`. Sequences are sorted by length and cut
+    /// into groups (at most 32 sequences or 8192 tokens); groups run in parallel.
+    pub fn logits_batch(
+        &self,
+        engine: &Engine,
+        seqs: &[&[u32]],
+    ) -> Result<Vec<Vec<f32>>, LstmError> {
         for s in seqs {
             self.check_ids(s)?;
         }
+        engine.install(|| self.groups(engine.kernels(), seqs))
+    }
+
+    /// [`LstmClassifier::logits_batch`] in the engine's pool.
+    fn groups(&self, k: &'static Kernels, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, LstmError> {
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
         let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -290,7 +307,7 @@ impl LstmClassifier {
             .par_iter()
             .map(|g| {
                 let batch: Vec<&[u32]> = g.iter().map(|&i| seqs[i]).collect();
-                let out = self.forward(&batch, inner_parallel, None)?;
+                let out = self.forward(k, &batch, inner_parallel, None)?;
                 Ok(g.iter().copied().zip(out).collect())
             })
             .collect::<Result<_, LstmError>>()?;
@@ -301,10 +318,19 @@ impl LstmClassifier {
         Ok(logits)
     }
 
-    /// Logits of one sequence, recording the time of each position's recurrent step.
-    pub fn logits_traced(&self, ids: &[u32], trace: &mut StepTrace) -> Result<Vec<f32>, LstmError> {
+    /// Logits of one sequence on `engine`, recording the time of each position's recurrent
+    /// step.
+    pub fn logits_traced(
+        &self,
+        engine: &Engine,
+        ids: &[u32],
+        trace: &mut StepTrace,
+    ) -> Result<Vec<f32>, LstmError> {
         self.check_ids(ids)?;
-        Ok(self.forward(&[ids], true, Some(trace))?.remove(0))
+        let k = engine.kernels();
+        Ok(engine
+            .install(|| self.forward(k, &[ids], true, Some(trace)))?
+            .remove(0))
     }
 
     fn check_ids(&self, ids: &[u32]) -> Result<(), LstmError> {
@@ -317,12 +343,13 @@ impl LstmClassifier {
         }
     }
 
-    /// One batch through every layer. `seqs` must be sorted by decreasing length. With
-    /// `parallel`, the input projections (one matmul over every position) use the thread pool;
-    /// the per-step recurrent products are always computed in this thread: they are too small
-    /// for a fork/join to pay.
+    /// One batch through every layer, with table `kern`. `seqs` must be sorted by decreasing
+    /// length. With `parallel`, the input projections (one matmul over every position) use the
+    /// thread pool; the per-step recurrent products are always computed in this thread: they
+    /// are too small for a fork/join to pay.
     fn forward(
         &self,
+        kern: &'static Kernels,
         seqs: &[&[u32]],
         parallel: bool,
         mut trace: Option<&mut StepTrace>,
@@ -349,7 +376,7 @@ impl LstmClassifier {
         // the table is stored in the projection's activation type (Q8_0 with Q8_0 weights), its
         // rows are used as they are; otherwise they are dequantized to f32 (and quantized to the
         // activation type once per layer, shared by both directions).
-        let emb = self.mat(&self.embedding);
+        let emb = self.mat(kern, &self.embedding);
         let ids = || seqs.iter().flat_map(|s| s.iter()).map(|&id| id as usize);
         let mut x = Vec::new();
         let mut batched = t0.elapsed().as_nanos() as u64;
@@ -371,7 +398,7 @@ impl LstmClassifier {
             for (d, dir) in layer.iter().enumerate() {
                 let tb = Instant::now();
                 // Input projection of every position at once.
-                let w_ih = self.mat(&dir.w_ih);
+                let w_ih = self.mat(kern, &dir.w_ih);
                 let at = w_ih.act_type();
                 xp.resize(n_tok * 4 * hs, 0.0);
                 if n_tok > 0 && x_type != Some(at) {
@@ -386,9 +413,9 @@ impl LstmClassifier {
                             }
                         }
                         if parallel {
-                            acts_x.quantize(at, &x[..n_tok * in_dim], in_dim)?;
+                            acts_x.quantize_in(kern, at, &x[..n_tok * in_dim], in_dim)?;
                         } else {
-                            acts_x.quantize_in_thread(at, &x[..n_tok * in_dim], in_dim)?;
+                            acts_x.quantize_in_thread_in(kern, at, &x[..n_tok * in_dim], in_dim)?;
                         }
                     }
                     x_type = Some(at);
@@ -400,7 +427,7 @@ impl LstmClassifier {
                 }
                 batched += tb.elapsed().as_nanos() as u64;
 
-                let w_hh = self.mat(&dir.w_hh);
+                let w_hh = self.mat(kern, &dir.w_hh);
                 let mut h = vec![0.0f32; seqs.len() * hs];
                 let mut cell = vec![0.0f32; seqs.len() * hs];
                 for t in 0..max_len {
@@ -416,7 +443,7 @@ impl LstmClassifier {
                         let pos = if d == 0 { t } else { lens[j] - 1 - t };
                         let row = offs[j] + pos;
                         let hj = &mut h[j * hs..(j + 1) * hs];
-                        edgeinfer_kernels::ops::lstm_cell(
+                        kern.lstm_cell(
                             &z[j * 4 * hs..(j + 1) * 4 * hs],
                             &xp[row * 4 * hs..(row + 1) * 4 * hs],
                             &dir.bias,
@@ -446,7 +473,7 @@ impl LstmClassifier {
         }
         let tb = Instant::now();
         let mut logits = vec![0.0f32; seqs.len() * c.num_classes];
-        self.mat(&self.fc)
+        self.mat(kern, &self.fc)
             .matvec_f32(&features, &mut acts, &mut logits)?;
         batched += tb.elapsed().as_nanos() as u64;
         if let Some(t) = trace {

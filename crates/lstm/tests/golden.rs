@@ -1,10 +1,22 @@
 //! The LSTM classifier against hand-written maths and an independent NumPy implementation.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use edgeinfer_gguf::GgufFile;
-use edgeinfer_lstm::{LstmClassifier, LstmConfig, LstmError, LstmWeights};
+use edgeinfer_lstm::{Engine, Level, LstmClassifier, LstmConfig, LstmError, LstmWeights};
 use edgeinfer_tensor::DType;
+
+/// The engine under test: two threads, the best kernel level capped by `EDGEINFER_KERNELS`
+/// (`scripts/test.sh` runs these tests at the best level, at AVX2 and scalar; the library
+/// itself reads no environment).
+fn engine() -> &'static Engine {
+    static E: OnceLock<Engine> = OnceLock::new();
+    E.get_or_init(|| {
+        let cap = std::env::var("EDGEINFER_KERNELS").ok();
+        let level = Level::best_up_to_named(cap.as_deref());
+        Engine::builder().threads(2).level(level).build().unwrap()
+    })
+}
 
 fn fixture() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/lstm/tiny.gguf")
@@ -72,13 +84,13 @@ fn one_unit_two_steps_by_hand() {
     // Step 1 by hand: z = (0.45, 0.3, 0.7, 0.25): c1 = σ(.45)·tanh(.7) = 0.6106·0.6044 = 0.3690,
     // h1 = σ(.25)·tanh(.369) = 0.5622·0.3530 = 0.1985.
     let expected = [2.0 * h + 0.25, -3.0 * h - 0.5];
-    let got = model.logits_batch(&[&[0, 1]]).unwrap().remove(0);
+    let got = model.logits_batch(engine(), &[&[0, 1]]).unwrap().remove(0);
     for (g, e) in got.iter().zip(expected) {
         assert!((f64::from(*g) - e).abs() < 1e-6, "{got:?} vs {expected:?}");
     }
     // The hand-computed first step, through the model: logits of the one-token sequence.
     let h1 = 0.198_5f64;
-    let got = model.logits_batch(&[&[0]]).unwrap().remove(0);
+    let got = model.logits_batch(engine(), &[&[0]]).unwrap().remove(0);
     assert!(
         (f64::from(got[0]) - (2.0 * h1 + 0.25)).abs() < 2e-4,
         "{got:?}"
@@ -111,9 +123,9 @@ fn matches_numpy_golden_logits() {
     assert!(model.config.bidirectional && model.config.num_layers == 2);
     let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
     // Batched (unsorted input: the model sorts and groups) and one by one.
-    let batched = model.logits_batch(&refs).unwrap();
+    let batched = model.logits_batch(engine(), &refs).unwrap();
     for (i, s) in refs.iter().enumerate() {
-        let single = model.logits_batch(&[s]).unwrap().remove(0);
+        let single = model.logits_batch(engine(), &[s]).unwrap().remove(0);
         let want = &expected[i * 3..(i + 1) * 3];
         for k in 0..3 {
             assert!(
@@ -129,6 +141,60 @@ fn matches_numpy_golden_logits() {
     }
 }
 
+fn same_bits(a: &[Vec<f32>], b: &[Vec<f32>]) -> bool {
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// One model (an `Arc`) on two engines at once — the scalar level and the best one, from two
+/// threads: each engine's logits are its own (the same bits as it gives alone, whatever runs
+/// next to it), both within the NumPy tolerance, and on a CPU with a SIMD level not the same
+/// bits as each other (each engine really ran its own kernels).
+#[test]
+fn engines_with_different_levels_side_by_side() {
+    let file = Arc::new(GgufFile::open(fixture()).unwrap());
+    let (seqs, expected) = numpy_cases(&file);
+    let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+    let model = Arc::new(LstmClassifier::from_file(file).unwrap());
+    let engines = [Level::Scalar, Level::best()]
+        .map(|l| Engine::builder().threads(2).level(l).build().unwrap());
+    let alone: Vec<_> = engines
+        .iter()
+        .map(|e| model.logits_batch(e, &refs).unwrap())
+        .collect();
+    let together: Vec<Vec<_>> = std::thread::scope(|s| {
+        let runs: Vec<_> = engines
+            .iter()
+            .map(|e| {
+                let (model, refs) = (Arc::clone(&model), &refs);
+                s.spawn(move || {
+                    (0..5)
+                        .map(|_| model.logits_batch(e, refs).unwrap())
+                        .collect()
+                })
+            })
+            .collect();
+        runs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for ((e, a), runs) in engines.iter().zip(&alone).zip(&together) {
+        for r in runs {
+            assert!(same_bits(a, r), "{}: changed next to another engine", e.level());
+        }
+        for (got, want) in a.iter().flatten().zip(&expected) {
+            assert!((got - want).abs() < 2e-5, "{}: {got} vs {want}", e.level());
+        }
+    }
+    if Level::best() != Level::Scalar {
+        assert!(
+            !same_bits(&alone[0], &alone[1]),
+            "the scalar and {} engines gave the same bits",
+            Level::best()
+        );
+    }
+}
+
 #[test]
 fn quantized_weights_stay_close_to_f32() {
     let file = GgufFile::open(fixture()).unwrap();
@@ -138,7 +204,7 @@ fn quantized_weights_stay_close_to_f32() {
     for (dtype, tol) in [(DType::F32, 2e-5), (DType::Q8_0, 0.05), (DType::Q4_0, 0.4)] {
         let model = from_weights(&w, dtype);
         assert_eq!(model.weight_type(), dtype);
-        let got = model.logits_batch(&refs).unwrap();
+        let got = model.logits_batch(engine(), &refs).unwrap();
         let max_err = got
             .iter()
             .flatten()
@@ -161,12 +227,12 @@ fn bad_inputs_are_errors() {
     let file = Arc::new(GgufFile::open(fixture()).unwrap());
     let model = LstmClassifier::from_file(file.clone()).unwrap();
     assert!(matches!(
-        model.logits_batch(&[&[1, 50]]),
+        model.logits_batch(engine(), &[&[1, 50]]),
         Err(LstmError::TokenOutOfRange { id: 50, vocab: 50 })
     ));
     // No tokenizer in this file: text input is a clear error.
     assert!(matches!(
-        model.classify("hello"),
+        model.classify(engine(), "hello"),
         Err(LstmError::Tokenizer { .. })
     ));
 

@@ -1,9 +1,12 @@
 //! Streaming generation: an iterator of pieces that yields only complete UTF-8 text.
 
+use std::borrow::BorrowMut;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::sampler::Sampler;
-use crate::{Session, TransformerError};
+use crate::{Logits, Session, TransformerError};
 
 /// Turns token bytes into text, holding back an incomplete UTF-8 sequence until the token
 /// that completes it arrives (a multi-byte character can be split across tokens).
@@ -71,6 +74,7 @@ pub struct Piece {
 
 /// Why generation ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StopReason {
     /// An end-of-generation token was sampled.
     EndOfGeneration,
@@ -80,12 +84,46 @@ pub enum StopReason {
     MaxTokens,
     /// The session's context is full.
     ContextFull,
+    /// The generation's [`CancelToken`] was cancelled.
+    Cancelled,
 }
 
-/// Generates tokens from a session, as an iterator of [`Piece`]s.
-pub struct Generator<'s, 'm> {
-    session: &'s mut Session<'m>,
+/// A flag that stops a generation from any thread: clone it, hand the clone to another thread
+/// (a UI's stop button, a server's disconnect handler), and [`CancelToken::cancel`] there. The
+/// generation notices at its next token boundary (during the prompt, before each micro-batch
+/// of [`crate::MAX_BATCH`] tokens) and ends with [`StopReason::Cancelled`]; its session keeps
+/// every position it ran, consistent and reusable. A token stays cancelled: use a new one for
+/// the next generation.
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token not cancelled yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Ask every generation holding a clone of this token to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    /// Whether [`CancelToken::cancel`] was called on this token or a clone.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Generates tokens from a session, as an iterator of [`Piece`]s: the prompt is run (batched)
+/// on the first call of `next`, then one token per call.
+///
+/// `S` is how the generator holds its session: by value (`Generator<Session>`, the default: an
+/// owned handle, `Send + 'static`, that gives the session back with
+/// [`Generator::into_session`]) or borrowed (`Generator<&mut Session>`).
+pub struct Generator<S: BorrowMut<Session> = Session> {
+    session: S,
     sampler: Sampler,
+    /// The prompt, until it has been run.
+    prompt: Option<Vec<u32>>,
+    cancel: CancelToken,
     stream: TokenStream,
     logits: Vec<f32>,
     remaining: usize,
@@ -98,33 +136,35 @@ pub struct Generator<'s, 'm> {
     decode_times: Vec<Duration>,
 }
 
-impl<'s, 'm> Generator<'s, 'm> {
-    /// Append `prompt` to the session (batched prefill) and prepare to generate up to
-    /// `max_tokens` tokens.
+impl<S: BorrowMut<Session>> Generator<S> {
+    /// Prepare to append `prompt` to the session and generate up to `max_tokens` tokens after
+    /// it. The prompt is checked here (not empty, within the vocabulary and the session's
+    /// context) and run by the first call of `next`.
     pub fn new(
-        session: &'s mut Session<'m>,
+        session: S,
         mut sampler: Sampler,
         prompt: &[u32],
         max_tokens: usize,
     ) -> Result<Self, TransformerError> {
-        let start = Instant::now();
-        let pos = session.n_past();
-        let logits = session.forward(prompt, pos)?;
+        let s = session.borrow();
+        s.check_input(prompt, s.n_past())?;
         for &t in prompt {
             sampler.accept(t);
         }
         Ok(Generator {
             session,
             sampler,
+            prompt: Some(prompt.to_vec()),
+            cancel: CancelToken::new(),
             stream: TokenStream::new(),
-            logits,
+            logits: Vec::new(),
             remaining: max_tokens,
             stop_strings: Vec::new(),
             held: String::new(),
             stop: None,
             finished: false,
             generated: Vec::new(),
-            prefill_time: start.elapsed(),
+            prefill_time: Duration::ZERO,
             decode_times: Vec::new(),
         })
     }
@@ -133,6 +173,28 @@ impl<'s, 'm> Generator<'s, 'm> {
     pub fn with_stop_strings(mut self, stops: Vec<String>) -> Self {
         self.stop_strings = stops.into_iter().filter(|s| !s.is_empty()).collect();
         self
+    }
+
+    /// Stop when `token` is cancelled (instead of the generator's own token).
+    pub fn with_cancel(mut self, token: CancelToken) -> Self {
+        self.cancel = token;
+        self
+    }
+
+    /// A clone of the token that cancels this generation, for another thread.
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
+    /// The session (its cache holds the prompt and the generated tokens run so far).
+    pub fn session(&self) -> &Session {
+        self.session.borrow()
+    }
+
+    /// End the generation and take the session back (as it is: the tokens run so far stay in
+    /// its cache; the last generated token, not run yet, is not).
+    pub fn into_session(self) -> S {
+        self.session
     }
 
     /// Why generation stopped (once the iterator has ended).
@@ -189,17 +251,36 @@ impl<'s, 'm> Generator<'s, 'm> {
         text.push_str(&self.stream.flush());
         (!text.is_empty()).then_some(Ok(Piece { token: None, text }))
     }
+
+    fn fail(&mut self, e: TransformerError) -> Option<Result<Piece, TransformerError>> {
+        self.finished = true;
+        Some(Err(e))
+    }
 }
 
-impl Iterator for Generator<'_, '_> {
+impl<S: BorrowMut<Session>> Iterator for Generator<S> {
     type Item = Result<Piece, TransformerError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.finished {
             return None;
         }
+        if let Some(prompt) = self.prompt.take() {
+            let start = Instant::now();
+            let session = self.session.borrow_mut();
+            let pos = session.n_past();
+            match session.forward_cancellable(&prompt, pos, Logits::Last, Some(&self.cancel)) {
+                Ok(Some(l)) => self.logits = l,
+                Ok(None) => return self.finish(StopReason::Cancelled),
+                Err(e) => return self.fail(e),
+            }
+            self.prefill_time = start.elapsed();
+        }
         if let Some(r) = self.stop.clone() {
             return self.finish(r);
+        }
+        if self.cancel.is_cancelled() {
+            return self.finish(StopReason::Cancelled);
         }
         if self.remaining == 0 {
             return self.finish(StopReason::MaxTokens);
@@ -208,7 +289,7 @@ impl Iterator for Generator<'_, '_> {
         self.sampler.accept(tok);
         self.generated.push(tok);
         self.remaining -= 1;
-        let tk = &self.session.model().tokenizer;
+        let tk = &self.session.borrow().model().tokenizer;
         if tk.is_eog(tok) {
             return self.finish(StopReason::EndOfGeneration);
         }
@@ -221,17 +302,17 @@ impl Iterator for Generator<'_, '_> {
         self.held.push_str(&fresh);
         let text = self.release();
         if self.stop.is_none() && self.remaining > 0 {
-            let pos = self.session.n_past();
-            if pos + 1 > self.session.max_ctx() {
+            let session = self.session.borrow_mut();
+            let pos = session.n_past();
+            if pos + 1 > session.max_ctx() {
                 self.stop = Some(StopReason::ContextFull);
+            } else if self.cancel.is_cancelled() {
+                self.stop = Some(StopReason::Cancelled);
             } else {
                 let start = Instant::now();
-                match self.session.forward(&[tok], pos) {
+                match session.forward(&[tok], pos) {
                     Ok(l) => self.logits = l,
-                    Err(e) => {
-                        self.finished = true;
-                        return Some(Err(e));
-                    }
+                    Err(e) => return self.fail(e),
                 }
                 self.decode_times.push(start.elapsed());
             }

@@ -1,27 +1,43 @@
 //! A decoder for Llama-family GGUF models (`llama`, `qwen2`, `gemma3`) over memory-mapped
 //! weights.
 //!
+//! * [`Engine`] (from `edgeinfer-kernels`) — what computations run on, chosen explicitly with
+//!   its builder: a thread pool it owns, a kernel [`Level`], the decode-team setting. Nothing in
+//!   the library reads environment variables.
 //! * [`Model`] — config from the architecture's GGUF keys, the block's description
 //!   ([`arch::Architecture`]), zero-copy weight views, tokenizer and chat template;
-//!   `Send + Sync`, load once and share.
-//! * [`Session`] — one sequence's KV cache; `forward(tokens, pos) -> logits`, batched prefill
-//!   through the kernels' matmul, single-token decode through matvec.
+//!   `Send + Sync`: load once into an `Arc` and share.
+//! * [`Session`] — one sequence's KV cache over an `Arc<Model>`, on an engine; `Send + 'static`.
+//!   `forward(tokens, pos) -> logits`, batched prefill through the kernels' matmul,
+//!   single-token decode through matvec.
 //! * [`Sampler`] — greedy, temperature, top-k, top-p, min-p, repetition/frequency/presence
 //!   penalties, seeded.
 //! * [`Generator`] — an iterator of generated pieces that only yields complete UTF-8 text and
-//!   stops at end-of-generation tokens, stop strings or a token budget.
-//! * [`chat`] — chat templates rendered with minijinja.
+//!   stops at end-of-generation tokens, stop strings, a token budget or a [`CancelToken`]
+//!   cancelled from any thread; it owns its session (and gives it back) or borrows it.
+//! * [`chat`] — chat templates rendered with minijinja; [`Session::reuse_prefix`] keeps a
+//!   conversation's cache between turns.
+//! * [`ZeroShot`] — the decoder as a zero-shot classifier.
 //!
 //! ```no_run
-//! use edgeinfer_transformer::{Model, Session, Sampler, SamplerConfig, Generator};
-//! let model = Model::load("models/SmolLM2-135M-Instruct.Q4_1.gguf")?;
-//! let mut session = Session::new(&model, 2048);
-//! let prompt = model.tokenizer.encode("The capital of France is", true)?;
-//! let sampler = Sampler::new(SamplerConfig::greedy());
-//! for piece in Generator::new(&mut session, sampler, &prompt, 16)? {
-//!     print!("{}", piece?.text);
+//! use std::sync::Arc;
+//! use edgeinfer_transformer::{Engine, Generator, Model, Sampler, SamplerConfig, Session};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let engine = Engine::builder().threads(2).build()?; // its own pool, the best kernels
+//!     let model = Arc::new(Model::load("models/SmolLM2-135M-Instruct.Q4_1.gguf")?);
+//!     let session = Session::new(&engine, model.clone(), 2048); // one KV cache per session
+//!     let prompt = model.tokenizer.encode("The capital of France is", true)?;
+//!     let sampler = Sampler::new(SamplerConfig::greedy());
+//!     let mut generator = Generator::new(session, sampler, &prompt, 32)?;
+//!     let _stop = generator.cancel_token(); // .cancel() from any thread ends the stream
+//!     for piece in generator.by_ref() {
+//!         print!("{}", piece?.text); // only complete UTF-8
+//!     }
+//!     let session = generator.into_session(); // the cache holds prompt and reply
+//!     assert!(session.n_past() > prompt.len());
+//!     Ok(())
 //! }
-//! # Ok::<(), edgeinfer_transformer::TransformerError>(())
 //! ```
 
 pub mod arch;
@@ -37,7 +53,8 @@ mod zero_shot;
 
 pub use arch::{Architecture, SUPPORTED_ARCHITECTURES};
 pub use config::Config;
-pub use generate::{Generator, Piece, StopReason, TokenStream};
+pub use edgeinfer_kernels::{Engine, EngineBuilder, EngineError, Level};
+pub use generate::{CancelToken, Generator, Piece, StopReason, TokenStream};
 pub use model::{Layer, Model, WeightRef};
 pub use perplexity::{log_prob, perplexity, Perplexity};
 pub use sampler::{argmax, Sampler, SamplerConfig};
@@ -46,6 +63,11 @@ pub use tokenizer::{token_type, Tokenizer};
 pub use zero_shot::{ZeroShot, ZeroShotResult};
 
 use edgeinfer_tensor::DType;
+
+/// The README's "As a library" example, compiled as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
 
 /// Errors of the decoder crate.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use edgeinfer_gguf::{GgufFile, TensorInfo};
-use edgeinfer_kernels::{format, DType, Matrix};
+use edgeinfer_kernels::{format, DType, Kernels, Matrix};
 
 use crate::arch::{self, Architecture, Presence};
 use crate::{Config, Tokenizer, TransformerError};
@@ -56,7 +56,8 @@ pub struct Layer {
 }
 
 /// A loaded decoder: config, tokenizer, and weight records over a shared mapped file.
-/// `Send + Sync`: load once, run many [`crate::Session`]s on it from any threads.
+/// `Send + Sync`: load once, put it in an `Arc`, and run many [`crate::Session`]s on it from
+/// any threads (and engines).
 pub struct Model {
     file: Arc<GgufFile>,
     pub config: Config,
@@ -278,10 +279,10 @@ impl Model {
         &self.file
     }
 
-    /// A kernel view of a weight (zero-copy: borrows the mapped file).
-    pub fn matrix(&self, w: &WeightRef) -> Matrix<'_> {
+    /// A kernel view of a weight computed with table `k` (zero-copy: borrows the mapped file).
+    pub fn matrix(&self, k: &'static Kernels, w: &WeightRef) -> Matrix<'_> {
         let data = &self.file.bytes()[w.offset..w.offset + w.n_bytes];
-        Matrix::from_parts(w.dtype, w.rows, w.cols, data)
+        Matrix::from_parts_in(k, w.dtype, w.rows, w.cols, data)
             .expect("weight records are validated at load")
     }
 

@@ -2,6 +2,8 @@
 //! an empty cache (BOS in the first slot when the model adds one), and only the second half of
 //! each window scored, so every scored token has at least `ctx/2` tokens of context.
 
+use std::sync::Arc;
+
 use crate::{Logits, Session, TransformerError};
 
 /// The result of [`perplexity`].
@@ -27,13 +29,13 @@ pub fn log_prob(row: &[f32], id: usize) -> f64 {
 /// Perplexity of `tokens` over `n_chunks` windows of `ctx` (`None`: as many as fit).
 /// `on_chunk(i, running_ppl)` is called after each window.
 pub fn perplexity(
-    session: &mut Session<'_>,
+    session: &mut Session,
     tokens: &[u32],
     ctx: usize,
     n_chunks: Option<usize>,
     mut on_chunk: impl FnMut(usize, f64),
 ) -> Result<Perplexity, TransformerError> {
-    let model = session.model();
+    let model = Arc::clone(session.model());
     if ctx < 2 || ctx > session.max_ctx() {
         return Err(TransformerError::BadConfig {
             what: format!(

@@ -1,5 +1,5 @@
 //! One conversation's state over a shared [`Model`]: the KV cache and scratch buffers, and the
-//! forward pass.
+//! forward pass, run on an [`Engine`] (its pool, its kernel table).
 //!
 //! The block is computed from the architecture's description ([`crate::arch`]) by the maths
 //! in `block.rs`, which both executors call: the fork-join path here (every layer for a batch
@@ -14,13 +14,14 @@
 //! uses an f32 cache, so the exact path matches an f32 reference.
 
 use edgeinfer_kernels::ops::{self, rope_freqs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edgeinfer_kernels::{Activations, Matrix};
+use edgeinfer_kernels::{Activations, Engine, Kernels, Matrix};
 use rayon::prelude::*;
 
 use crate::model::WeightRef;
-use crate::{Model, TransformerError};
+use crate::{CancelToken, Model, TransformerError};
 
 mod block;
 mod kv;
@@ -95,13 +96,22 @@ impl StepProfile {
     }
 }
 
-/// A decoding session: owns its KV cache, borrows the model.
-pub struct Session<'m> {
-    model: &'m Model,
+/// A decoding session: one sequence's KV cache over a shared model, computed on an engine.
+/// Owns everything it uses (an `Arc` of the model, a clone of the engine): `Send + 'static`,
+/// so it can outlive the code that made it, move to another thread, or live in a C struct or
+/// a server's task. Run as many sessions on one model as you like, from any threads: each
+/// forward pass runs in the engine's pool ([`Engine::install`]).
+pub struct Session {
+    model: Arc<Model>,
+    engine: Engine,
+    /// The engine's kernel table.
+    kernels: &'static Kernels,
     max_ctx: usize,
     precision: Precision,
     kv: KvCache,
     n_past: usize,
+    /// The token at each cached position (`n_past` of them).
+    tokens: Vec<u32>,
     /// Per layer: its attention window (`None`: global).
     windows: Vec<Option<usize>>,
     /// Sliding-window layers keep every position instead of a ring.
@@ -113,7 +123,7 @@ pub struct Session<'m> {
     profile: StepProfile,
     /// Decode steps run on a [`team::Team`] when the pool has several threads.
     use_team: bool,
-    team: Option<team::Team<'m>>,
+    team: Option<team::Team>,
 }
 
 /// Which logits a forward pass returns.
@@ -127,17 +137,21 @@ pub enum Logits {
     From(usize),
 }
 
-impl<'m> Session<'m> {
-    /// A session that can hold `max_ctx` positions (at most the model's context length).
-    pub fn new(model: &'m Model, max_ctx: usize) -> Self {
+impl Session {
+    /// A session of `model` on `engine` that can hold `max_ctx` positions (at most the model's
+    /// context length). The decode team is on if the engine's setting says so
+    /// ([`Engine::decode_team`]).
+    pub fn new(engine: &Engine, model: Arc<Model>, max_ctx: usize) -> Self {
         let c = &model.config;
         let a = &model.arch;
         let mut s = Session {
-            model,
+            engine: engine.clone(),
+            kernels: engine.kernels(),
             max_ctx: max_ctx.min(c.context_length).max(1),
             precision: Precision::Quantized,
             kv: KvCache::new(KvType::F16, &[]),
             n_past: 0,
+            tokens: Vec::new(),
             windows: a.layers.iter().map(|l| l.window).collect(),
             full_cache: false,
             freqs: a
@@ -154,8 +168,9 @@ impl<'m> Session<'m> {
             s: Scratch::default(),
             profiling: false,
             profile: StepProfile::default(),
-            use_team: std::env::var_os("EDGEINFER_DECODE").is_none_or(|v| v != "fork-join"),
+            use_team: engine.decode_team(),
             team: None,
+            model,
         };
         s.reset_cache(KvType::F16);
         s
@@ -173,14 +188,14 @@ impl<'m> Session<'m> {
             .collect();
         self.kv = KvCache::new(t, &rings);
         self.n_past = 0;
+        self.tokens.clear();
     }
 
     /// Whether single-token steps with several threads keep the pool together for the whole
-    /// pass (default; the environment variable `EDGEINFER_DECODE=fork-join` turns it off) or
-    /// fork and join it around each product. Both give the same logits, bit for bit. A team
-    /// step is a `rayon::broadcast`, so it returns only after every thread of the pool has run
-    /// its part (taking whatever pieces are left, possibly none): in a pool whose threads may
-    /// block outside rayon (on a channel, say), turn the team off.
+    /// pass or fork and join it around each product (default: the engine's
+    /// [`Engine::decode_team`]). Both give the same logits, bit for bit. A team step is a
+    /// `rayon::broadcast`, so it returns only after every thread of the pool has run its part
+    /// (taking whatever pieces are left, possibly none).
     pub fn with_decode_team(mut self, on: bool) -> Self {
         self.use_team = on;
         self
@@ -235,11 +250,35 @@ impl<'m> Session<'m> {
     }
 
     /// The model.
-    pub fn model(&self) -> &'m Model {
-        self.model
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+    /// The engine the session computes on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
     /// Positions currently in the cache.
     pub fn n_past(&self) -> usize {
+        self.n_past
+    }
+    /// The token at each cached position (`n_past` of them).
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+    /// Keep the longest cached prefix that `ids` starts with — but not all of `ids`: at least
+    /// its last token is left to run, for the logits that follow it — and forget the rest
+    /// ([`Session::truncate`]). Returns the positions kept: run `ids[kept..]` at `kept` next.
+    /// A multi-turn chat re-renders the whole conversation each turn and runs only what the
+    /// cache does not hold yet.
+    pub fn reuse_prefix(&mut self, ids: &[u32]) -> usize {
+        let common = self
+            .tokens
+            .iter()
+            .zip(ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(ids.len().saturating_sub(1));
+        self.truncate(common);
         self.n_past
     }
     /// Capacity in positions.
@@ -259,6 +298,7 @@ impl<'m> Session<'m> {
             self.kv.forget();
             self.n_past = 0;
         }
+        self.tokens.truncate(self.n_past);
     }
     /// Bytes allocated for the KV cache now.
     pub fn kv_bytes(&self) -> usize {
@@ -278,8 +318,14 @@ impl<'m> Session<'m> {
         pos: usize,
         which: Logits,
     ) -> Result<Vec<f32>, TransformerError> {
-        let m = self.model;
-        let c = &m.config;
+        let logits = self.forward_cancellable(tokens, pos, which, None)?;
+        Ok(logits.expect("nothing cancels without a token"))
+    }
+
+    /// The input checks of a forward pass at `pos` (done again by the pass itself): not empty,
+    /// contiguous with the cache, within the context and the vocabulary.
+    pub(crate) fn check_input(&self, tokens: &[u32], pos: usize) -> Result<(), TransformerError> {
+        let vocab = self.model.config.vocab_size;
         if tokens.is_empty() {
             return Err(TransformerError::EmptyInput);
         }
@@ -295,12 +341,23 @@ impl<'m> Session<'m> {
                 max: self.max_ctx,
             });
         }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
-            return Err(TransformerError::BadToken {
-                id: bad,
-                vocab: c.vocab_size,
-            });
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(TransformerError::BadToken { id: bad, vocab });
         }
+        Ok(())
+    }
+
+    /// As [`Session::forward_logits`], in micro-batches of at most [`MAX_BATCH`] tokens, in the
+    /// engine's pool; with `cancel`, it is checked before each micro-batch and a cancelled pass
+    /// returns `Ok(None)`, leaving the cache holding the micro-batches already run.
+    pub(crate) fn forward_cancellable(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        which: Logits,
+        cancel: Option<&CancelToken>,
+    ) -> Result<Option<Vec<f32>>, TransformerError> {
+        self.check_input(tokens, pos)?;
         self.truncate(pos);
         if self.n_past < pos {
             // A ring no longer holds what position `pos` attends to.
@@ -309,18 +366,30 @@ impl<'m> Session<'m> {
                 n_past: self.n_past,
             });
         }
-        if tokens.len() <= MAX_BATCH {
-            return self.forward_batch(tokens, pos, which);
-        }
-        // Long inputs run in micro-batches: scratch memory stays bounded by MAX_BATCH, and
-        // the weights re-read per micro-batch cost little next to the batch's compute.
+        let engine = self.engine.clone();
+        engine.install(|| self.micro_batches(tokens, pos, which, cancel))
+    }
+
+    /// Long inputs run in micro-batches: scratch memory stays bounded by MAX_BATCH, and the
+    /// weights re-read per micro-batch cost little next to the batch's compute.
+    fn micro_batches(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        which: Logits,
+        cancel: Option<&CancelToken>,
+    ) -> Result<Option<Vec<f32>>, TransformerError> {
         let started = Instant::now();
         let mut total = StepProfile::default();
         let mut logits = Vec::new();
         let n = tokens.len();
         for start in (0..n).step_by(MAX_BATCH) {
+            if cancel.is_some_and(CancelToken::is_cancelled) {
+                return Ok(None);
+            }
             let end = (start + MAX_BATCH).min(n);
             let want = match which {
+                _ if n <= MAX_BATCH => Some(which),
                 Logits::Last if end == n => Some(Logits::Last),
                 Logits::Last => None,
                 Logits::All => Some(Logits::All),
@@ -333,7 +402,7 @@ impl<'m> Session<'m> {
             total.matmul += p.matmul;
             total.attention += p.attention;
         }
-        if self.profiling {
+        if self.profiling && n > MAX_BATCH {
             self.profile = StepProfile {
                 tokens: n,
                 pos,
@@ -341,16 +410,7 @@ impl<'m> Session<'m> {
                 ..total
             };
         }
-        Ok(logits)
-    }
-
-    fn forward_batch(
-        &mut self,
-        tokens: &[u32],
-        pos: usize,
-        which: Logits,
-    ) -> Result<Vec<f32>, TransformerError> {
-        self.forward_batch_inner(tokens, pos, Some(which))
+        Ok(Some(logits))
     }
 
     /// One micro-batch (validated by the caller); `which: None` computes no logits.
@@ -360,14 +420,16 @@ impl<'m> Session<'m> {
         pos: usize,
         which: Option<Logits>,
     ) -> Result<Vec<f32>, TransformerError> {
-        let m = self.model;
+        let model = Arc::clone(&self.model);
+        let m = &*model;
+        let k = self.kernels;
         let c = &m.config;
         let started = Instant::now();
         let mut clock = Clock::new(self.profiling);
         let (t_n, d) = (tokens.len(), c.d_model);
         let s = &mut self.s;
         s.x.resize(t_n * d, 0.0);
-        let emb = m.matrix(&m.token_embd);
+        let emb = m.matrix(k, &m.token_embd);
         for (row, &tok) in s.x.chunks_exact_mut(d).zip(tokens) {
             emb.dequantize_row(tok as usize, row)?;
             if let Some(scale) = m.arch.embedding_scale {
@@ -382,6 +444,7 @@ impl<'m> Session<'m> {
             let team = self.team.as_ref().expect("just built");
             let step = team::Step {
                 model: m,
+                kernels: k,
                 kv: &self.kv,
                 pos,
                 windows: &self.windows,
@@ -389,7 +452,7 @@ impl<'m> Session<'m> {
                 profiling: self.profiling,
             };
             let (matmul, attention) = team.run(&step, &mut s.x)?;
-            team.append_kv(m, &self.freqs, pos, self.max_ctx, &mut self.kv);
+            team.append_kv(k, m, &self.freqs, pos, self.max_ctx, &mut self.kv);
             clock.matmul = matmul;
             clock.attention = attention;
         } else {
@@ -397,6 +460,8 @@ impl<'m> Session<'m> {
         }
         let s = &mut self.s;
         self.n_past = pos + t_n;
+        self.tokens.truncate(pos);
+        self.tokens.extend_from_slice(tokens);
 
         let first = match which {
             None => {
@@ -421,6 +486,7 @@ impl<'m> Session<'m> {
         clock.start();
         project(
             m,
+            k,
             self.precision,
             &mut s.act,
             &s.xn,
@@ -444,7 +510,8 @@ impl<'m> Session<'m> {
         pos: usize,
         clock: &mut Clock,
     ) -> Result<(), TransformerError> {
-        let m = self.model;
+        let m = &*self.model;
+        let k = self.kernels;
         let c = &m.config;
         let (d, qd, kvd) = (c.d_model, c.q_dim(), c.kv_dim());
         let s = &mut self.s;
@@ -471,6 +538,7 @@ impl<'m> Session<'m> {
             clock.start();
             project(
                 m,
+                k,
                 self.precision,
                 &mut s.act,
                 &s.xn,
@@ -491,11 +559,12 @@ impl<'m> Session<'m> {
                 let sin_cos = &angles[t * n_rot..(t + 1) * n_rot];
                 block::finish_token(m, layer, q, k, v, sin_cos, &mut s.tmp);
             }
-            let new = kv::encode(self.kv.kv_type(), &s.k, &s.v, &mut s.k16, &mut s.v16);
+            let new = kv::encode(k, self.kv.kv_type(), &s.k, &s.v, &mut s.k16, &mut s.v16);
             s.att.resize(t_n * qd, 0.0);
             clock.start();
             attention(
                 m,
+                k,
                 &s.q,
                 self.kv.layer(li),
                 new,
@@ -509,6 +578,7 @@ impl<'m> Session<'m> {
             clock.start();
             project(
                 m,
+                k,
                 self.precision,
                 &mut s.act,
                 &s.att,
@@ -532,6 +602,7 @@ impl<'m> Session<'m> {
             clock.start();
             project(
                 m,
+                k,
                 self.precision,
                 &mut s.act,
                 &s.xn,
@@ -542,6 +613,7 @@ impl<'m> Session<'m> {
             clock.start();
             project(
                 m,
+                k,
                 self.precision,
                 &mut s.act,
                 &s.gate,
@@ -630,6 +702,7 @@ impl Clock {
 /// the input is quantized once per distinct activation type.
 fn project(
     m: &Model,
+    k: &'static Kernels,
     precision: Precision,
     act: &mut Activations,
     x: &[f32],
@@ -638,7 +711,7 @@ fn project(
     match precision {
         Precision::ExactF32 => {
             for (w, out) in outs.iter_mut() {
-                m.matrix(w).matmul_f32_exact(x, out)?;
+                m.matrix(k, w).matmul_f32_exact(x, out)?;
             }
         }
         Precision::Quantized => {
@@ -646,15 +719,15 @@ fn project(
             // their matvecs in one parallel region.
             let mut i = 0;
             while i < outs.len() {
-                let act_type = m.matrix(outs[i].0).act_type();
+                let act_type = m.matrix(k, outs[i].0).act_type();
                 let mut j = i + 1;
-                while j < outs.len() && m.matrix(outs[j].0).act_type() == act_type {
+                while j < outs.len() && m.matrix(k, outs[j].0).act_type() == act_type {
                     j += 1;
                 }
-                act.quantize(act_type, x, m.matrix(outs[i].0).cols())?;
+                act.quantize_in(k, act_type, x, m.matrix(k, outs[i].0).cols())?;
                 let mut jobs: Vec<(Matrix<'_>, &mut [f32])> = outs[i..j]
                     .iter_mut()
-                    .map(|(w, out)| (m.matrix(w), out.as_mut_slice()))
+                    .map(|(w, out)| (m.matrix(k, w), out.as_mut_slice()))
                     .collect();
                 Matrix::matvec_many(&mut jobs, act)?;
                 i = j;
@@ -668,8 +741,10 @@ fn project(
 /// `pos..pos + T` (`q`: T × q_dim), over the cache (positions before `pos`) and the batch's
 /// own keys and values `new` (T × kv_dim, in the cache's type), each query seeing what its
 /// layer's `window` lets it.
+#[allow(clippy::too_many_arguments)]
 fn attention(
     m: &Model,
+    k: &Kernels,
     q: &[f32],
     cache: kv::LayerView<'_>,
     new: KvView<'_>,
@@ -699,7 +774,7 @@ fn attention(
             },
             new: rows,
         };
-        block::attend_head(&q[t * n_heads * hd + h * hd..][..hd], &kv, scale, scores, o);
+        block::attend_head(k, &q[t * n_heads * hd + h * hd..][..hd], &kv, scale, scores, o);
     };
     let work = out.len() / hd * (pos + out.len() / (n_heads * hd));
     if work * hd < 64 * 1024 || rayon::current_num_threads() == 1 {

@@ -7,13 +7,16 @@
 //! ones (`""`, `"N/A"`: "contextual calibration", Zhao et al., 2021) or a sample of texts from the
 //! task ("batch calibration", Zhou et al., 2023). No labels are used.
 
+use std::sync::Arc;
+
 use crate::chat::{render_for, template_for, Message};
 use crate::{log_prob, Logits, Model, Session, TransformerError};
 
-/// Labels and prompt for zero-shot classification with one model.
+/// Labels and prompt for zero-shot classification with one model (which it holds: `Send +
+/// Sync + 'static`, share it between sessions and threads).
 #[derive(Clone, Debug)]
-pub struct ZeroShot<'m> {
-    model: &'m Model,
+pub struct ZeroShot {
+    model: Arc<Model>,
     labels: Vec<String>,
     label_ids: Vec<Vec<u32>>,
     instruction: String,
@@ -36,11 +39,11 @@ pub struct ZeroShotResult {
     pub prompt_tokens: usize,
 }
 
-impl<'m> ZeroShot<'m> {
+impl ZeroShot {
     /// `instruction` is the task ("Is this movie review positive or negative?"); the prompt
     /// adds the text and the label list. Labels must tokenize to at least one token.
     pub fn new(
-        model: &'m Model,
+        model: Arc<Model>,
         labels: &[String],
         instruction: &str,
     ) -> Result<Self, TransformerError> {
@@ -78,7 +81,7 @@ impl<'m> ZeroShot<'m> {
     /// to it from now on.
     pub fn calibrate(
         &mut self,
-        session: &mut Session<'_>,
+        session: &mut Session,
         texts: &[&str],
     ) -> Result<(), TransformerError> {
         self.baseline = None;
@@ -122,16 +125,22 @@ impl<'m> ZeroShot<'m> {
             self.labels.join(" or ")
         );
         let messages = [Message::new("user", &user)];
-        let rendered = render_for(template_for(self.model), tok, &messages, true)?;
+        let rendered = render_for(template_for(&self.model), tok, &messages, true)?;
         tok.encode(&rendered, true)
     }
 
-    /// Score every label for `text` in `session` (cleared first; left holding the prompt).
+    /// Score every label for `text` in `session` (a session of this classifier's model,
+    /// cleared first; left holding the prompt).
     pub fn classify(
         &self,
-        session: &mut Session<'_>,
+        session: &mut Session,
         text: &str,
     ) -> Result<ZeroShotResult, TransformerError> {
+        if !Arc::ptr_eq(session.model(), &self.model) {
+            return Err(TransformerError::BadConfig {
+                what: "zero-shot classification in a session of another model".into(),
+            });
+        }
         let prompt = self.prompt(text)?;
         session.truncate(0);
         let last = session.forward(&prompt, 0)?;

@@ -14,8 +14,9 @@
 //!   the same steps forking the pool around each product (whose maths the exact path checks).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use edgeinfer_transformer::{argmax, Logits, Model, Precision, Session};
+use edgeinfer_transformer::{argmax, Engine, Logits, Model, Precision, Session};
 use serde::Deserialize;
 
 /// Exact path: max |Δ| / rms(logits). NumPy computes in float64 on the same dequantized
@@ -81,7 +82,7 @@ fn fixture(stem: &str) -> Fixture {
 /// returns (logits by position, our argmax at each decode step). `next` picks the token fed
 /// after step s from our argmax and s.
 fn run(
-    session: &mut Session<'_>,
+    session: &mut Session,
     f: &Fixture,
     next: impl Fn(u32, usize) -> u32,
 ) -> (Vec<Vec<f32>>, Vec<u32>) {
@@ -121,7 +122,8 @@ fn diff(ours: &[f32], numpy: &[f32]) -> (f32, f32) {
 fn check(stem: &str) {
     let f = fixture(stem);
     let path = dir().join(&f.gguf);
-    let model = Model::load(&path).unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
+    let model =
+        Arc::new(Model::load(&path).unwrap_or_else(|e| panic!("loading {}: {e}", path.display())));
     let c = &model.config;
     assert_eq!(c.arch, f.arch);
     assert_eq!(
@@ -147,7 +149,8 @@ fn check(stem: &str) {
     let n_ctx = f.prompt_ids.len() + f.greedy_ids.len();
 
     // Exact path, free-running greedy.
-    let mut s = Session::new(&model, n_ctx).with_precision(Precision::ExactF32);
+    let engine = Engine::builder().threads(2).build().expect("engine");
+    let mut s = Session::new(&engine, model.clone(), n_ctx).with_precision(Precision::ExactF32);
     let (logits, ours) = run(&mut s, &f, |id, _| id);
     let mut worst = (0.0f32, 0);
     for (pos, numpy) in f.logits_positions.iter().zip(&f.logits) {
@@ -171,18 +174,17 @@ fn check(stem: &str) {
     );
     assert_eq!(ours, f.greedy_ids, "{stem}: exact path greedy ids");
 
-    // Default path (8-bit activations, f16 KV), teacher-forced on NumPy's greedy ids, in a
-    // pool of two threads so that decode steps run on the thread team; then again forking the
-    // pool around each product, which must give the same bits.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .expect("thread pool");
+    // Default path (8-bit activations, f16 KV), teacher-forced on NumPy's greedy ids, on an
+    // engine of two threads so that decode steps run on the thread team; then again on one
+    // forking the pool around each product, which must give the same bits.
     let default_path = |team: bool| {
-        pool.install(|| {
-            let mut s = Session::new(&model, n_ctx).with_decode_team(team);
-            run(&mut s, &f, |_, step| f.greedy_ids[step])
-        })
+        let engine = Engine::builder()
+            .threads(2)
+            .decode_team(team)
+            .build()
+            .expect("engine");
+        let mut s = Session::new(&engine, model.clone(), n_ctx);
+        run(&mut s, &f, |_, step| f.greedy_ids[step])
     };
     let (logits, ours) = default_path(true);
     let (fork_join, _) = default_path(false);

@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 
-use edgeinfer_kernels::ops;
+use edgeinfer_kernels::{ops, Kernels};
 
 use super::kv::KvView;
 use crate::arch::FfnActivation;
@@ -136,9 +136,10 @@ pub(super) struct HeadKv<'a> {
     pub new: Range<usize>,
 }
 
-/// Softmax-weighted sum of the values for one query head `qh` over `kv` (`scores` is scratch,
-/// reused).
+/// Softmax-weighted sum of the values for one query head `qh` over `kv`, with the dot and axpy
+/// kernels of table `k` (`scores` is scratch, reused).
 pub(super) fn attend_head(
+    k: &Kernels,
     qh: &[f32],
     kv: &HeadKv<'_>,
     scale: f32,
@@ -155,11 +156,11 @@ pub(super) fn attend_head(
     for (rows, run) in runs.iter() {
         let at = |s: usize| s * rows.stride + rows.offset..s * rows.stride + rows.offset + hd;
         match rows.kv {
-            KvView::F16(k, _) => {
-                scores.extend(run.clone().map(|s| ops::dot_f16(qh, &k[at(s)]) * scale))
+            KvView::F16(keys, _) => {
+                scores.extend(run.clone().map(|s| k.dot_f32_f16(qh, &keys[at(s)]) * scale))
             }
-            KvView::F32(k, _) => {
-                scores.extend(run.clone().map(|s| ops::dot(qh, &k[at(s)]) * scale))
+            KvView::F32(keys, _) => {
+                scores.extend(run.clone().map(|s| k.dot_f32(qh, &keys[at(s)]) * scale))
             }
         }
     }
@@ -171,10 +172,10 @@ pub(super) fn attend_head(
         match rows.kv {
             KvView::F16(_, v) => run
                 .zip(weights.by_ref())
-                .for_each(|(s, &w)| ops::axpy_f16(w, &v[at(s)], o)),
+                .for_each(|(s, &w)| k.axpy_f16(w, &v[at(s)], o)),
             KvView::F32(_, v) => run
                 .zip(weights.by_ref())
-                .for_each(|(s, &w)| ops::axpy(w, &v[at(s)], o)),
+                .for_each(|(s, &w)| k.axpy(w, &v[at(s)], o)),
         }
     }
 }

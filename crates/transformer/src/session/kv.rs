@@ -9,7 +9,7 @@
 
 use std::ops::Range;
 
-use edgeinfer_kernels::ops;
+use edgeinfer_kernels::Kernels;
 
 use super::KvType;
 
@@ -197,9 +197,10 @@ impl KvCache {
 }
 
 /// Keys and values in the element type `t`: f32 as they are, f16 converted into `k16`/`v16`
-/// (reused) — what the cache will hold, so attention over a batch's own rows reads the same
-/// values as it later reads from the cache.
+/// (reused, with table `kern`) — what the cache will hold, so attention over a batch's own rows
+/// reads the same values as it later reads from the cache.
 pub(super) fn encode<'a>(
+    kern: &Kernels,
     t: KvType,
     k: &'a [f32],
     v: &'a [f32],
@@ -209,10 +210,11 @@ pub(super) fn encode<'a>(
     match t {
         KvType::F32 => KvView::F32(k, v),
         KvType::F16 => {
-            k16.clear();
-            v16.clear();
-            ops::extend_f16(k16, k);
-            ops::extend_f16(v16, v);
+            for (bits, x) in [(&mut *k16, k), (&mut *v16, v)] {
+                bits.clear();
+                bits.resize(x.len(), 0);
+                kern.to_f16(x, bits);
+            }
             KvView::F16(k16, v16)
         }
     }

@@ -29,7 +29,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use edgeinfer_kernels::ops;
-use edgeinfer_kernels::{Activations, DType, KernelError, Matrix};
+use edgeinfer_kernels::{Activations, DType, KernelError, Kernels, Matrix};
 
 use super::block::{self, Rows};
 use super::kv::{self, KvCache};
@@ -132,6 +132,9 @@ enum Block {
 /// Smallest piece of a product, in rows.
 const MIN_ROWS: usize = 16;
 
+/// One layer's products, resolved against the step's kernel table by each thread when it
+/// takes its first piece of the layer (seven table lookups; the products' inner loops call the
+/// resolved kernels).
 struct LayerMats<'m> {
     q: Matrix<'m>,
     k: Matrix<'m>,
@@ -140,6 +143,22 @@ struct LayerMats<'m> {
     gate: Matrix<'m>,
     up: Matrix<'m>,
     down: Matrix<'m>,
+}
+
+impl<'m> LayerMats<'m> {
+    fn new(model: &'m Model, kern: &'static Kernels, li: usize) -> Self {
+        let l = &model.layers[li];
+        let mat = |w| model.matrix(kern, w);
+        LayerMats {
+            q: mat(&l.wq),
+            k: mat(&l.wk),
+            v: mat(&l.wv),
+            o: mat(&l.wo),
+            gate: mat(&l.w_gate),
+            up: mat(&l.w_up),
+            down: mat(&l.w_down),
+        }
+    }
 }
 
 /// One thread's buffers (reused across steps).
@@ -179,7 +198,7 @@ impl Private {
             self.acts[used].0 = t;
             self.acts[used]
                 .1
-                .quantize_in_thread(t, &self.xn, m.cols())?;
+                .quantize_in_thread_in(m.kernels(), t, &self.xn, m.cols())?;
             used += 1;
         }
         self.acts.truncate(used);
@@ -199,9 +218,8 @@ fn act_of(acts: &[(DType, Activations)], t: DType) -> Result<&Activations, Kerne
 }
 
 /// The team's shared state for one session.
-pub(super) struct Team<'m> {
+pub(super) struct Team {
     threads: usize,
-    mats: Vec<LayerMats<'m>>,
     /// The step's phases in order: `(layer, phase)`.
     plan: Vec<(usize, Phase)>,
     counters: Vec<Counter>,
@@ -221,6 +239,8 @@ pub(super) struct Team<'m> {
 /// What a step needs from the session besides the team.
 pub(super) struct Step<'a> {
     pub model: &'a Model,
+    /// The engine's kernel table.
+    pub kernels: &'static Kernels,
     pub kv: &'a KvCache,
     pub pos: usize,
     /// Per layer, its attention window.
@@ -230,22 +250,9 @@ pub(super) struct Step<'a> {
     pub profiling: bool,
 }
 
-impl<'m> Team<'m> {
-    pub fn new(model: &'m Model, threads: usize) -> Self {
+impl Team {
+    pub fn new(model: &Model, threads: usize) -> Self {
         let c = &model.config;
-        let mats = model
-            .layers
-            .iter()
-            .map(|l| LayerMats {
-                q: model.matrix(&l.wq),
-                k: model.matrix(&l.wk),
-                v: model.matrix(&l.wv),
-                o: model.matrix(&l.wo),
-                gate: model.matrix(&l.w_gate),
-                up: model.matrix(&l.w_up),
-                down: model.matrix(&l.w_down),
-            })
-            .collect();
         let mut plan = Vec::new();
         for (li, l) in model.layers.iter().enumerate() {
             plan.extend([
@@ -263,7 +270,6 @@ impl<'m> Team<'m> {
         }
         Team {
             threads,
-            mats,
             counters: plan.iter().map(|_| Counter::default()).collect(),
             plan,
             x: Shared::new(c.d_model),
@@ -310,6 +316,7 @@ impl<'m> Team<'m> {
     /// norm and RoPE for position `pos` by [`block::finish_token`]'s maths).
     pub fn append_kv(
         &self,
+        kern: &Kernels,
         m: &Model,
         freqs: &[Vec<f32>],
         pos: usize,
@@ -337,7 +344,7 @@ impl<'m> Team<'m> {
                 block::finish_k_head(m, layer, g, kh, angles, &mut p.tmp);
                 block::finish_v_head(layer, g, vh);
             }
-            let rows = kv::encode(kv.kv_type(), &p.kh, &p.vh, &mut p.k16, &mut p.v16);
+            let rows = kv::encode(kern, kv.kv_type(), &p.kh, &p.vh, &mut p.k16, &mut p.v16);
             kv.write(li, pos, rows, kvd, max_ctx);
         }
     }
@@ -354,6 +361,7 @@ impl<'m> Team<'m> {
             ops::rope_angles(f, step.pos, a);
         }
         let mut first_error = None;
+        let mut mats: Option<(usize, LayerMats<'_>)> = None;
         for (&(li, phase), counter) in self.plan.iter().zip(&self.counters) {
             let (total, min) = match phase {
                 Phase::Qkv => (c.q_dim() + 2 * c.kv_dim(), MIN_ROWS),
@@ -365,14 +373,18 @@ impl<'m> Team<'m> {
             while let Some(r) = counter.claim(total, self.threads, min) {
                 let n = r.len();
                 let t = step.profiling.then(Instant::now);
+                if mats.as_ref().is_none_or(|(l, _)| *l != li) {
+                    mats = Some((li, LayerMats::new(step.model, step.kernels, li)));
+                }
+                let w = &mats.as_ref().expect("just resolved").1;
                 let res = if prepared {
                     Ok(())
                 } else {
-                    self.prepare(step, li, phase, p)
+                    self.prepare(step, li, w, phase, p)
                 }
                 .and_then(|()| {
                     prepared = true;
-                    self.piece(step, li, phase, r, p)
+                    self.piece(step, li, w, phase, r, p)
                 });
                 counter.finish(n);
                 if let Some(t) = t {
@@ -395,12 +407,13 @@ impl<'m> Team<'m> {
         &self,
         step: &Step<'_>,
         li: usize,
+        w: &LayerMats<'_>,
         phase: Phase,
         p: &mut Private,
     ) -> Result<(), TransformerError> {
         let m = step.model;
         let c = &m.config;
-        let (layer, w) = (&m.layers[li], &self.mats[li]);
+        let layer = &m.layers[li];
         match phase {
             Phase::Qkv | Phase::GateUp => {
                 self.x.load(0..c.d_model, &mut p.x);
@@ -439,16 +452,17 @@ impl<'m> Team<'m> {
     }
 
     /// Items `r` of a phase: rows of its products, or query heads.
+    #[allow(clippy::too_many_arguments)]
     fn piece(
         &self,
         step: &Step<'_>,
         li: usize,
+        w: &LayerMats<'_>,
         phase: Phase,
         r: Range<usize>,
         p: &mut Private,
     ) -> Result<(), TransformerError> {
         let c = &step.model.config;
-        let w = &self.mats[li];
         let kvd = c.kv_dim();
         match phase {
             Phase::Qkv => {
@@ -533,7 +547,14 @@ impl<'m> Team<'m> {
         block::finish_k_head(m, layer, g, &mut p.kh, angles, &mut p.tmp);
         block::finish_v_head(layer, g, &mut p.vh);
         let cache = step.kv.layer(li);
-        let current = kv::encode(step.kv.kv_type(), &p.kh, &p.vh, &mut p.k16, &mut p.v16);
+        let current = kv::encode(
+            step.kernels,
+            step.kv.kv_type(),
+            &p.kh,
+            &p.vh,
+            &mut p.k16,
+            &mut p.v16,
+        );
         let (past, new) = block::visible(step.windows[li], step.pos, step.pos);
         p.oh.resize(hd, 0.0);
         let kv = block::HeadKv {
@@ -550,7 +571,14 @@ impl<'m> Team<'m> {
             },
             new,
         };
-        block::attend_head(&p.qh, &kv, m.arch.attention_scale, &mut p.scores, &mut p.oh);
+        block::attend_head(
+            step.kernels,
+            &p.qh,
+            &kv,
+            m.arch.attention_scale,
+            &mut p.scores,
+            &mut p.oh,
+        );
         self.att.store(h * hd, &p.oh);
     }
 }
