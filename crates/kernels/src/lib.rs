@@ -5,7 +5,7 @@
 //! | op | scalar (`*_generic`) | AVX2 (x86-64) | NEON (aarch64) |
 //! |---|---|---|---|
 //! | dequantize F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1 Q2_K..Q6_K Q8_K | yes | — (scalar) | — (scalar) |
-//! | quantize F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q6_K | yes | — | — |
+//! | quantize F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q6_K (as llama-quantize, bit for bit) | yes | — | — |
 //! | quantize activations Q8_0, Q8_1 / Q8_K | yes | yes / scalar | yes / yes |
 //! | dot Q4_0·Q8_0, Q4_1·Q8_1, Q5_0·Q8_0, Q5_1·Q8_1, Q8_0·Q8_0 | yes | yes | yes (`sdot` with dotprod) |
 //! | dot Q2_K, Q3_K, Q4_K, Q5_K, Q6_K ·Q8_K | yes | yes | yes (`sdot` with dotprod) |
