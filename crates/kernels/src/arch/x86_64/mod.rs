@@ -7,6 +7,7 @@
 
 mod avx2;
 mod avx2_tiles;
+mod kquants;
 mod vnni;
 
 use crate::dispatch::Kernels;
@@ -32,6 +33,7 @@ pub(crate) fn has_avxvnni() -> bool {
 pub(crate) unsafe fn plug_avx2(k: &mut Kernels) {
     use avx2::*;
     use avx2_tiles::*;
+    use kquants::*;
     k.set_dot(DType::F32, dot_f32_f32_avx2);
     k.set_dot(DType::F16, dot_f16_f32_avx2);
     k.set_dot(DType::BF16, dot_bf16_f32_avx2);
@@ -47,7 +49,12 @@ pub(crate) unsafe fn plug_avx2(k: &mut Kernels) {
     k.set_dot(DType::Q6_K, dot_q6_k_q8_k_avx2);
     k.set_tile(DType::Q4_0, tile_q4_0_q8_0_avx2);
     k.set_tile(DType::Q4_1, tile_q4_1_q8_1_avx2);
+    k.set_tile(DType::Q5_0, tile_q5_0_q8_0_avx2);
+    k.set_tile(DType::Q5_1, tile_q5_1_q8_1_avx2);
     k.set_tile(DType::Q8_0, tile_q8_0_q8_0_avx2);
+    k.set_tile(DType::Q4_K, tile_q4_k_q8_k_avx2);
+    k.set_tile(DType::Q5_K, tile_q5_k_q8_k_avx2);
+    k.set_tile(DType::Q6_K, tile_q6_k_q8_k_avx2);
     k.dot_f32 = dot_f32;
     k.axpy = axpy;
     k.dot_f32_f16 = dot_f32_f16;
@@ -65,5 +72,13 @@ pub(crate) unsafe fn plug_avx2(k: &mut Kernels) {
 pub(crate) unsafe fn plug_avxvnni(k: &mut Kernels) {
     k.set_tile(DType::Q4_0, vnni::tile_q4_0_q8_0_vnni);
     k.set_tile(DType::Q4_1, vnni::tile_q4_1_q8_1_vnni);
+    k.set_tile(DType::Q5_0, vnni::tile_q5_0_q8_0_vnni);
+    k.set_tile(DType::Q5_1, vnni::tile_q5_1_q8_1_vnni);
+    k.set_dot(DType::Q4_K, kquants::dot_q4_k_q8_k_vnni);
+    k.set_dot(DType::Q5_K, kquants::dot_q5_k_q8_k_vnni);
+    k.set_dot(DType::Q6_K, kquants::dot_q6_k_q8_k_vnni);
+    k.set_tile(DType::Q4_K, kquants::tile_q4_k_q8_k_vnni);
+    k.set_tile(DType::Q5_K, kquants::tile_q5_k_q8_k_vnni);
+    k.set_tile(DType::Q6_K, kquants::tile_q6_k_q8_k_vnni);
     k.set_tile(DType::Q8_0, vnni::tile_q8_0_q8_0_vnni);
 }

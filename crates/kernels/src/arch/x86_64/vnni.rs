@@ -1,5 +1,6 @@
 //! AVX-VNNI tile kernels (`vpdpbusd`: four u8·i8 products added to each i32 lane in one
-//! instruction) for Q8_0, Q4_0 and Q4_1 weights against 8-bit activations.
+//! instruction) for the 32-block formats (Q8_0, Q4_0, Q5_0 against Q8_0; Q4_1, Q5_1 against
+//! Q8_1).
 //!
 //! Eight weight rows are taken at a time and each of their blocks is transposed in registers, so
 //! that 32-bit lane j of register k holds quants 4k..4k+4 of row j. One `vpdpbusd` with four
@@ -17,7 +18,10 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{f16_load, nibbles32};
-use super::avx2_tiles::{f16x4_strided, hsum4_epi32, prefetch_row, sum_lanes};
+use super::avx2_tiles::{
+    f16x4_strided, hsum4_epi32, prefetch_row, sum_lanes, unsigned_q4_1, unsigned_q5_0,
+    unsigned_q5_1,
+};
 use crate::contract::{tile_wrapper, TileGeom};
 use crate::generic::formats::QK;
 
@@ -42,6 +46,8 @@ type Avx2Tile = unsafe fn(usize, *const u8, usize, *const u8, usize, *mut f32, u
 struct Q8_0;
 struct Q4_0;
 struct Q4_1;
+struct Q5_0;
+struct Q5_1;
 
 impl Format for Q8_0 {
     const AVX2: Avx2Tile = super::avx2_tiles::tile_q8_0_q8_0;
@@ -84,7 +90,35 @@ impl Format for Q4_1 {
     #[inline(always)]
     unsafe fn unsigned(xb: *const u8) -> __m256i {
         // SAFETY: the caller guarantees a 20-byte block at xb.
-        unsafe { nibbles32(xb.add(4)) }
+        unsafe { unsigned_q4_1(xb) }
+    }
+}
+
+impl Format for Q5_0 {
+    const AVX2: Avx2Tile = super::avx2_tiles::tile_q5_0_q8_0;
+    const W: usize = 22;
+    const A: usize = 34;
+    const AQ: usize = 2;
+    const OFF: i32 = 16;
+    const MIN: bool = false;
+    #[inline(always)]
+    unsafe fn unsigned(xb: *const u8) -> __m256i {
+        // SAFETY: the caller guarantees a 22-byte block at xb.
+        unsafe { unsigned_q5_0(xb) }
+    }
+}
+
+impl Format for Q5_1 {
+    const AVX2: Avx2Tile = super::avx2_tiles::tile_q5_1_q8_1;
+    const W: usize = 24;
+    const A: usize = 36;
+    const AQ: usize = 4;
+    const OFF: i32 = 0;
+    const MIN: bool = true;
+    #[inline(always)]
+    unsafe fn unsigned(xb: *const u8) -> __m256i {
+        // SAFETY: the caller guarantees a 24-byte block at xb.
+        unsafe { unsigned_q5_1(xb) }
     }
 }
 
@@ -433,3 +467,5 @@ unsafe fn dot<F: Format>(nb: usize, x: *const u8, y: *const u8, ab: &ActBlocks) 
 tile_wrapper!(tile_q8_0_q8_0_vnni, tile::<Q8_0>, Q8_0::W, Q8_0::A, QK);
 tile_wrapper!(tile_q4_0_q8_0_vnni, tile::<Q4_0>, Q4_0::W, Q4_0::A, QK);
 tile_wrapper!(tile_q4_1_q8_1_vnni, tile::<Q4_1>, Q4_1::W, Q4_1::A, QK);
+tile_wrapper!(tile_q5_0_q8_0_vnni, tile::<Q5_0>, Q5_0::W, Q5_0::A, QK);
+tile_wrapper!(tile_q5_1_q8_1_vnni, tile::<Q5_1>, Q5_1::W, Q5_1::A, QK);
