@@ -8,6 +8,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{bits32, f16_load, nibbles32};
+use super::rows;
 use crate::contract::{
     by_residue, safe_wrapper, single_tail, tile_wrapper, TileGeom, TILE_MAX_BLOCKS,
 };
@@ -43,12 +44,23 @@ const ROW_PREFETCH_BYTES: usize = 4096;
 /// prefetcher stops at every 4 KiB page of the mapped file.
 #[inline(always)]
 pub(super) fn prefetch_row(row: *const u8, bytes: usize) {
-    let mut off = 0;
-    while off < bytes {
+    let fetch = |off: usize| {
         let p = row.wrapping_add(off + ROW_PREFETCH_BYTES);
         // SAFETY: a prefetch is a hint: it never faults, whatever the address, and reads
         // nothing into the program's state. `wrapping_add` keeps the arithmetic defined.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+    };
+    // Four cache lines per step, then the rest.
+    let mut off = 0;
+    while off + 256 <= bytes {
+        fetch(off);
+        fetch(off + 64);
+        fetch(off + 128);
+        fetch(off + 192);
+        off += 256;
+    }
+    while off < bytes {
+        fetch(off);
         off += 64;
     }
 }
@@ -254,7 +266,7 @@ macro_rules! int_kernels {
     (@asum [unsigned($uq:ident, $off:expr)], $dst:expr, $y:expr, $arb:expr) => {
         $dst = asum4_times($y, $arb, $off)
     };
-    ($single:ident, $tile:ident, $tile_inner:ident, $wsize:expr, $quants:ident, $mode:tt) => {
+    ($fmt:ty, $single:ident, $tile:ident, $tile_inner:ident, $wsize:expr, $quants:ident, $mode:tt) => {
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn $single(nb: usize, x: *const u8, y: *const u8) -> f32 {
@@ -349,13 +361,14 @@ macro_rules! int_kernels {
                 }
                 // The activations left over (or rows too long for `ad`): one at a time.
                 let geom = TileGeom { rows, wrb, arb, row_stride, tok_stride };
-                single_tail(&geom, w, a, t, n_acts, out, prefetch_row, |w, a| $single(nb, w, a));
+                rest::<$fmt>(nb, &geom, w, a, t, n_acts, out, |w, a| $single(nb, w, a));
             }
         }
     };
 }
 
 int_kernels!(
+    rows::Q8_0,
     q8_0_q8_0,
     tile_q8_0_q8_0_avx2,
     tile_q8_0_q8_0,
@@ -364,6 +377,7 @@ int_kernels!(
     [signed]
 );
 int_kernels!(
+    rows::Q4_0,
     q4_0_q8_0,
     tile_q4_0_q8_0_avx2,
     tile_q4_0_q8_0,
@@ -372,6 +386,7 @@ int_kernels!(
     [unsigned(nibbles_q4_0, 8)]
 );
 int_kernels!(
+    rows::Q5_0,
     q5_0_q8_0,
     tile_q5_0_q8_0_avx2,
     tile_q5_0_q8_0,
@@ -379,6 +394,33 @@ int_kernels!(
     quants_q5_0,
     [unsigned(unsigned_q5_0, 16)]
 );
+
+/// The activations `t..n_acts` a tile leaves over: with fewer than four and rows that fit,
+/// the row path (`rows::singles`, activation data once per call), else `dot` per element.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn rest<F: rows::Format>(
+    nb: usize,
+    g: &TileGeom,
+    w: *const u8,
+    a: *const u8,
+    t: usize,
+    n_acts: usize,
+    out: *mut f32,
+    dot: impl Fn(*const u8, *const u8) -> f32,
+) {
+    // SAFETY: the operands of a tile call as `g` lays them out (the caller's guarantee).
+    unsafe {
+        if n_acts - t < 4 && nb <= rows::MAX_BLOCKS {
+            if t < n_acts {
+                let (a, out) = (a.add(t * g.arb), out.add(t * g.tok_stride));
+                rows::singles::<F, rows::Avx2>(nb, g, w, a, n_acts - t, out);
+            }
+        } else {
+            single_tail(g, w, a, t, n_acts, out, prefetch_row, dot);
+        }
+    }
+}
 
 /// Lanes 0..4 of `acc` as four single-lane vectors summed by [`sum_residues`]: lane 0 of the
 /// result is what the tile computes for one activation.
@@ -416,7 +458,7 @@ unsafe fn f16_pairs4(p: *const u8, stride: usize, m: usize) -> __m256 {
 /// stored d_a·Σa. The first term accumulates by block residue as in `int_kernels!`, the second
 /// as rounded products added by residue. `$unsigned` gives a block's quants (unsigned).
 macro_rules! min_kernels {
-    ($single:ident, $tile:ident, $tile_inner:ident, $wsize:expr, $unsigned:ident) => {
+    ($fmt:ty, $single:ident, $tile:ident, $tile_inner:ident, $wsize:expr, $unsigned:ident) => {
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn $single(nb: usize, x: *const u8, y: *const u8) -> f32 {
@@ -530,9 +572,7 @@ macro_rules! min_kernels {
                     row_stride,
                     tok_stride,
                 };
-                single_tail(&geom, w, a, t, n_acts, out, prefetch_row, |w, a| {
-                    $single(nb, w, a)
-                });
+                rest::<$fmt>(nb, &geom, w, a, t, n_acts, out, |w, a| $single(nb, w, a));
             }
         }
     };
@@ -549,6 +589,7 @@ unsafe fn isum_q8_1(qx: __m256i, y: *const u8) -> __m256i {
 }
 
 min_kernels!(
+    rows::Q4_1,
     q4_1_q8_1,
     tile_q4_1_q8_1_avx2,
     tile_q4_1_q8_1,
@@ -556,6 +597,7 @@ min_kernels!(
     unsigned_q4_1
 );
 min_kernels!(
+    rows::Q5_1,
     q5_1_q8_1,
     tile_q5_1_q8_1_avx2,
     tile_q5_1_q8_1,

@@ -8,9 +8,10 @@
 //! added into eight i32 lanes: `vpmaddwd` + `vpaddd` (AVX2) or one `vpdpwssd` (AVX-VNNI). Lane
 //! `l` thus sums the scaled products of elements `4l..4l + 4` of every group, the contract's
 //! partition `(e mod 32) / 4`, exactly (no i16 saturation: a pair sum is at most
-//! 2·63·128 = 16128). Q6_K's quants are stored with an offset of 32: its pair sums subtract
-//! `32·(y_2k + y_2k+1)`, which depends only on the activation and is computed once per call
-//! where a tile takes several rows.
+//! 2·63·128 = 16128). Q6_K's values (its stored quants less 32, signed) are multiplied the other
+//! way round, the activations plus 128 as the unsigned operand: `(y + 128)·q` less `128·q`,
+//! whose pair sums depend only on the weights (once per superblock for all activations). A tile
+//! stores its activations plus 128 once per call (the single dot adds 128 as it loads them).
 //!
 //! The float work per superblock is the contract's: `acc[l] = fma(d_a·d_w, f32(S_l), acc[l])`
 //! and, for Q4_K and Q5_K, `m += (d_a·dmin_w)·f32(Σ min_j·bsum_j)`; the result is
@@ -90,10 +91,11 @@ trait KQuant {
     const D: usize;
     /// Whether the format has minimums (Q4_K, Q5_K).
     const MIN: bool;
-    /// Whether the stored quants are the values plus 32 (Q6_K).
-    const OFF32: bool;
+    /// Whether [`KQuant::group`] gives signed values (Q6_K), taken against the activations
+    /// plus 128, rather than unsigned quants.
+    const SIGNED: bool;
     unsafe fn prep(xb: *const u8) -> Prep;
-    /// The 32 quants of group `g` as unsigned bytes.
+    /// The 32 quants of group `g`: unsigned bytes, or signed values where [`KQuant::SIGNED`].
     unsafe fn group(xb: *const u8, g: usize) -> __m256i;
     /// The multipliers of group `g`'s 16 pair sums.
     unsafe fn scale(p: &Prep, g: usize) -> __m256i;
@@ -172,7 +174,7 @@ impl KQuant for Q4K {
     const W: usize = 144;
     const D: usize = 0;
     const MIN: bool = true;
-    const OFF32: bool = false;
+    const SIGNED: bool = false;
     #[inline(always)]
     unsafe fn prep(xb: *const u8) -> Prep {
         // SAFETY: the caller guarantees a 144-byte superblock at xb.
@@ -194,7 +196,7 @@ impl KQuant for Q5K {
     const W: usize = 176;
     const D: usize = 0;
     const MIN: bool = true;
-    const OFF32: bool = false;
+    const SIGNED: bool = false;
     #[inline(always)]
     unsafe fn prep(xb: *const u8) -> Prep {
         // SAFETY: the caller guarantees a 176-byte superblock at xb.
@@ -231,7 +233,7 @@ impl KQuant for Q6K {
     const W: usize = 210;
     const D: usize = 208;
     const MIN: bool = false;
-    const OFF32: bool = true;
+    const SIGNED: bool = true;
     #[inline(always)]
     unsafe fn prep(xb: *const u8) -> Prep {
         // SAFETY: the caller guarantees a 210-byte superblock at xb (16 i8 scales at 192).
@@ -266,7 +268,8 @@ impl KQuant for Q6K {
                 2 => qh,
                 _ => _mm256_srli_epi16::<2>(qh),
             };
-            _mm256_or_si256(lo, _mm256_and_si256(h, _mm256_set1_epi8(0x30)))
+            let u = _mm256_or_si256(lo, _mm256_and_si256(h, _mm256_set1_epi8(0x30)));
+            _mm256_sub_epi8(u, _mm256_set1_epi8(32))
         }
     }
     #[inline(always)]
@@ -283,43 +286,42 @@ impl KQuant for Q6K {
     }
 }
 
-/// `32·(y_2k + y_2k+1)` of the 32 activations at `y` (the offset correction of Q6_K's pair
-/// sums).
-#[inline(always)]
-unsafe fn off32(y: *const u8) -> __m256i {
-    // SAFETY: the caller guarantees 32 readable bytes at y.
-    unsafe {
-        let v = _mm256_loadu_si256(y as *const __m256i);
-        _mm256_maddubs_epi16(_mm256_set1_epi8(32), v)
-    }
-}
-
 /// The eight-lane integer sums of the superblock at `xb` against the `N` Q8_K blocks at `y`
-/// (`A` bytes apart). For Q6_K, `PRE`: `c32` holds each activation's eight [`off32`] vectors
-/// (`8·t + g`); otherwise they are computed here.
+/// (`A` bytes apart). For Q6_K, `FLIPPED`: the activation quants are stored plus 128 (XOR
+/// 0x80); otherwise they are flipped here.
 #[inline(always)]
-unsafe fn isums<F: KQuant, I: Isa, const N: usize, const PRE: bool>(
+unsafe fn isums<F: KQuant, I: Isa, const N: usize, const FLIPPED: bool>(
     xb: *const u8,
     p: &Prep,
     y: *const u8,
-    c32: *const __m256i,
 ) -> [__m256i; N] {
-    // SAFETY: xb holds a superblock, y N Q8_K blocks, and c32 (if PRE, for Q6_K) 8·N vectors
-    // (the caller's guarantee).
+    // SAFETY: xb holds a superblock and y N Q8_K blocks (the caller's guarantee).
     unsafe {
         let mut s = [_mm256_setzero_si256(); N];
+        let flip = _mm256_set1_epi8(-128);
         // Each group with a literal `g`, so its shifts and shuffle indices are constants.
         macro_rules! group {
             ($g:literal) => {{
-                let u = F::group(xb, $g);
+                let w = F::group(xb, $g);
                 let sc = F::scale(p, $g);
+                // Signed values: 128·(q_2k + q_2k+1), to take from (y + 128)·q.
+                let c = if F::SIGNED {
+                    _mm256_maddubs_epi16(flip, w)
+                } else {
+                    _mm256_setzero_si256()
+                };
                 for t in 0..N {
-                    let yg = y.add(t * A + 4 + 32 * $g);
-                    let mut q = _mm256_maddubs_epi16(u, _mm256_loadu_si256(yg as *const __m256i));
-                    if F::OFF32 {
-                        let c = if PRE { *c32.add(8 * t + $g) } else { off32(yg) };
-                        q = _mm256_sub_epi16(q, c);
-                    }
+                    let yv = _mm256_loadu_si256(y.add(t * A + 4 + 32 * $g) as *const __m256i);
+                    let q = if F::SIGNED {
+                        let yv = if FLIPPED {
+                            yv
+                        } else {
+                            _mm256_xor_si256(yv, flip)
+                        };
+                        _mm256_sub_epi16(_mm256_maddubs_epi16(yv, w), c)
+                    } else {
+                        _mm256_maddubs_epi16(w, yv)
+                    };
                     s[t] = if $g == 0 {
                         _mm256_madd_epi16(q, sc)
                     } else {
@@ -375,17 +377,15 @@ unsafe fn hsum_epi32(v: __m256i) -> i32 {
 
 /// One weight row of `nb` superblocks at `x` against `N` activation rows packed by superblock
 /// at `y`: block `t` of superblock `i` at `y + (N·i + t)·A` (for one row, the row itself).
-/// `N` results. `PRE` and `c32` as in [`isums`], in the same order (`8·(N·i + t) + g`).
+/// `N` results. `FLIPPED` as in [`isums`].
 #[inline(always)]
-unsafe fn rows_dot<F: KQuant, I: Isa, const N: usize, const PRE: bool>(
+unsafe fn rows_dot<F: KQuant, I: Isa, const N: usize, const FLIPPED: bool>(
     nb: usize,
     x: *const u8,
     y: *const u8,
-    c32: *const __m256i,
     prefetch: bool,
 ) -> [f32; N] {
-    // SAFETY: x holds nb superblocks, y N·nb Q8_K blocks, c32 (if PRE, for Q6_K) 8·N·nb
-    // vectors (the caller's guarantee).
+    // SAFETY: x holds nb superblocks and y N·nb Q8_K blocks (the caller's guarantee).
     unsafe {
         let mut acc = [_mm256_setzero_ps(); N];
         let mut m = [0f32; N];
@@ -405,7 +405,7 @@ unsafe fn rows_dot<F: KQuant, I: Isa, const N: usize, const PRE: bool>(
             let yi = y.add(i * N * A);
             let da = |t: usize| (yi.add(t * A) as *const f32).read_unaligned();
             let p = F::prep(xb);
-            let s = isums::<F, I, N, PRE>(xb, &p, yi, c32.wrapping_add(8 * N * i));
+            let s = isums::<F, I, N, FLIPPED>(xb, &p, yi);
             let dw = _mm256_set1_ps(f16_load(xb.add(F::D)));
             for t in 0..N {
                 let d = _mm256_mul_ps(dw, _mm256_set1_ps(da(t)));
@@ -446,37 +446,17 @@ unsafe fn rows_dot<F: KQuant, I: Isa, const N: usize, const PRE: bool>(
     }
 }
 
-/// The [`off32`] vectors of the `n` Q8_K blocks at `y`, into `c32` (`8·j + g`).
-#[inline(always)]
-unsafe fn fill_off32(n: usize, y: *const u8, c32: &mut Vec<__m256i>) {
-    // SAFETY: y holds n Q8_K blocks (the caller's guarantee).
-    unsafe {
-        c32.clear();
-        for j in 0..n {
-            for g in 0..8 {
-                c32.push(off32(y.add(j * A + 4 + 32 * g)));
-            }
-        }
-    }
-}
-
 /// The single dot: one row against one activation row.
 #[inline(always)]
 unsafe fn dot<F: KQuant, I: Isa>(nb: usize, x: *const u8, y: *const u8) -> f32 {
     // SAFETY: x holds nb superblocks and y nb Q8_K blocks (checked by the wrapper).
-    unsafe { rows_dot::<F, I, 1, false>(nb, x, y, std::ptr::null(), false)[0] }
-}
-
-/// Scratch of a tile call: packed activations and Q6_K's offset corrections.
-#[derive(Default)]
-struct Scratch {
-    acts: Vec<u8>,
-    c32: Vec<__m256i>,
+    unsafe { rows_dot::<F, I, 1, false>(nb, x, y, false)[0] }
 }
 
 /// Every row against the `N` activation rows from `a` (`nb` blocks each), written to `out`
 /// (the first activation's column). For several activations their blocks are first packed by
-/// superblock (as [`rows_dot`] reads them: fixed offsets from one pointer).
+/// superblock (as [`rows_dot`] reads them: fixed offsets from one pointer) into `scratch`;
+/// Q6_K's activation quants are stored plus 128 there.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn pass<F: KQuant, I: Isa, const N: usize>(
@@ -487,29 +467,29 @@ unsafe fn pass<F: KQuant, I: Isa, const N: usize>(
     out: *mut f32,
     row_stride: usize,
     tok_stride: usize,
-    scratch: &mut Scratch,
+    scratch: &mut Vec<u8>,
 ) {
     // SAFETY: w holds rows·nb superblocks, a N·nb Q8_K blocks and out the outputs of rows × N
     // (the caller's guarantee).
     unsafe {
         let (wrb, arb) = (nb * F::W, nb * A);
-        let y = if N == 1 {
+        let y = if N == 1 && !F::SIGNED {
             a
         } else {
-            scratch.acts.clear();
+            scratch.clear();
             for i in 0..nb {
                 for t in 0..N {
+                    let start = scratch.len();
                     let block = std::slice::from_raw_parts(a.add(t * arb + i * A), A);
-                    scratch.acts.extend_from_slice(block);
+                    scratch.extend_from_slice(block);
+                    if F::SIGNED {
+                        for q in &mut scratch[start + 4..start + 4 + QK_K] {
+                            *q ^= 0x80;
+                        }
+                    }
                 }
             }
-            scratch.acts.as_ptr()
-        };
-        let c = if F::OFF32 {
-            fill_off32(N * nb, y, &mut scratch.c32);
-            scratch.c32.as_ptr()
-        } else {
-            std::ptr::null()
+            scratch.as_ptr()
         };
         for r in 0..rows {
             let x = w.add(r * wrb);
@@ -517,7 +497,7 @@ unsafe fn pass<F: KQuant, I: Isa, const N: usize>(
                 // One activation: the row is read once, so fetch all of it ahead.
                 prefetch_row(x, wrb);
             }
-            let v = rows_dot::<F, I, N, true>(nb, x, y, c, N > 1);
+            let v = rows_dot::<F, I, N, true>(nb, x, y, N > 1);
             let o = out.add(r * row_stride);
             for (k, v) in v.iter().enumerate() {
                 *o.add(k * tok_stride) = *v;
@@ -543,7 +523,7 @@ unsafe fn tile<F: KQuant, I: Isa>(
     // (rows-1)·row_stride + (n_acts-1)·tok_stride + 1 values (checked by the wrapper).
     unsafe {
         let arb = nb * A;
-        let mut scratch = Scratch::default();
+        let mut scratch = Vec::new();
         let mut t = 0;
         let (rs, ts) = (row_stride, tok_stride);
         while t + 8 <= n_acts {

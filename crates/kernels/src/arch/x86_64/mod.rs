@@ -8,6 +8,7 @@
 mod avx2;
 mod avx2_tiles;
 mod kquants;
+mod rows;
 mod vnni;
 
 use crate::dispatch::Kernels;
