@@ -10,8 +10,8 @@
 //! | dot Q4_0·Q8_0, Q4_1·Q8_1, Q5_0·Q8_0, Q5_1·Q8_1, Q8_0·Q8_0 | yes | yes | scalar |
 //! | dot Q2_K, Q3_K, Q4_K, Q5_K, Q6_K ·Q8_K | yes | yes | scalar |
 //! | dot F16·F32, BF16·F32, F32·F32, f32 dot/axpy, f16 dot/axpy/convert | yes | yes | scalar |
-//! | tile Q4_0 Q4_1 Q8_0 | loop of dots | 1 row × 4 (AVX-VNNI: 8 × ≥ 4) | scalar |
-//! | tile Q4_K Q6_K | loop of dots | loop of dots | scalar |
+//! | tile Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 | loop of dots | 1 row × 4 (AVX-VNNI: 8 × ≥ 4) | scalar |
+//! | tile Q4_K Q5_K Q6_K | loop of dots | 1 row × 8, then × 4 (AVX-VNNI: `vpdpwssd`) | scalar |
 //! | LSTM gate epilogue | yes | yes | scalar |
 //! | matvec / matmul (rayon over weight rows) | generic over the above | | |
 //! | rmsnorm, softmax, SiLU, GELU, RoPE (both conventions) | portable | | |

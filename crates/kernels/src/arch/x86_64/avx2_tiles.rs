@@ -1,7 +1,8 @@
 //! AVX2 integer-sum kernels for the 32-block formats (Q8_0, Q4_0, Q5_0 against Q8_0; Q4_1,
-//! Q5_1 against Q8_1): the single-vector dots and the tiles (rows × four activations per
-//! weight-block load), both in the contract's block-sum order (`crate::contract`), so a tile
-//! gives exactly the dot.
+//! Q5_1 against Q8_1): the single-vector dots and the four-activation tiles (rows × four
+//! activations per weight-block load), both in the contract's block-sum order
+//! (`crate::contract`), so a tile gives exactly the dot. The four-activation tile is the AVX2
+//! table's tile for Q8_0; for the others it takes the rows the eight-row tile (`tile8`) leaves.
 
 #![allow(clippy::missing_safety_doc)]
 
@@ -266,7 +267,7 @@ macro_rules! int_kernels {
     (@asum [unsigned($uq:ident, $off:expr)], $dst:expr, $y:expr, $arb:expr) => {
         $dst = asum4_times($y, $arb, $off)
     };
-    ($fmt:ty, $single:ident, $tile:ident, $tile_inner:ident, $wsize:expr, $quants:ident, $mode:tt) => {
+    ($fmt:ty, $single:ident, $tile_inner:ident, $wsize:expr, $quants:ident, $mode:tt) => {
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn $single(nb: usize, x: *const u8, y: *const u8) -> f32 {
@@ -307,8 +308,6 @@ macro_rules! int_kernels {
                 sum_lanes(acc)
             }
         }
-
-        tile_wrapper!($tile, $tile_inner, $wsize, 34, QK);
 
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -370,7 +369,6 @@ macro_rules! int_kernels {
 int_kernels!(
     rows::Q8_0,
     q8_0_q8_0,
-    tile_q8_0_q8_0_avx2,
     tile_q8_0_q8_0,
     34,
     quants_q8_0,
@@ -379,7 +377,6 @@ int_kernels!(
 int_kernels!(
     rows::Q4_0,
     q4_0_q8_0,
-    tile_q4_0_q8_0_avx2,
     tile_q4_0_q8_0,
     18,
     quants_q4_0,
@@ -388,7 +385,6 @@ int_kernels!(
 int_kernels!(
     rows::Q5_0,
     q5_0_q8_0,
-    tile_q5_0_q8_0_avx2,
     tile_q5_0_q8_0,
     22,
     quants_q5_0,
@@ -421,6 +417,10 @@ unsafe fn rest<F: rows::Format>(
         }
     }
 }
+
+// Q8_0's tile at AVX2 (the eight-row tile of `tile8` takes the other formats; these bodies
+// remain for its leftover rows).
+tile_wrapper!(tile_q8_0_q8_0_avx2, tile_q8_0_q8_0, 34, 34, QK);
 
 /// Lanes 0..4 of `acc` as four single-lane vectors summed by [`sum_residues`]: lane 0 of the
 /// result is what the tile computes for one activation.
@@ -458,7 +458,7 @@ unsafe fn f16_pairs4(p: *const u8, stride: usize, m: usize) -> __m256 {
 /// stored d_a·Σa. The first term accumulates by block residue as in `int_kernels!`, the second
 /// as rounded products added by residue. `$unsigned` gives a block's quants (unsigned).
 macro_rules! min_kernels {
-    ($fmt:ty, $single:ident, $tile:ident, $tile_inner:ident, $wsize:expr, $unsigned:ident) => {
+    ($fmt:ty, $single:ident, $tile_inner:ident, $wsize:expr, $unsigned:ident) => {
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn $single(nb: usize, x: *const u8, y: *const u8) -> f32 {
@@ -505,8 +505,6 @@ macro_rules! min_kernels {
                 sum_lanes(acc) + sum_lanes(ext)
             }
         }
-
-        tile_wrapper!($tile, $tile_inner, $wsize, 36, QK);
 
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -588,19 +586,5 @@ unsafe fn isum_q8_1(qx: __m256i, y: *const u8) -> __m256i {
     }
 }
 
-min_kernels!(
-    rows::Q4_1,
-    q4_1_q8_1,
-    tile_q4_1_q8_1_avx2,
-    tile_q4_1_q8_1,
-    20,
-    unsigned_q4_1
-);
-min_kernels!(
-    rows::Q5_1,
-    q5_1_q8_1,
-    tile_q5_1_q8_1_avx2,
-    tile_q5_1_q8_1,
-    24,
-    unsigned_q5_1
-);
+min_kernels!(rows::Q4_1, q4_1_q8_1, tile_q4_1_q8_1, 20, unsigned_q4_1);
+min_kernels!(rows::Q5_1, q5_1_q8_1, tile_q5_1_q8_1, 24, unsigned_q5_1);

@@ -22,6 +22,8 @@ pub(super) trait Format {
     const A: usize;
     const AQ: usize;
     const OFF: i32;
+    /// The largest unsigned quant (15 for four bits, 31 for five, 255 for Q8_0's q + 128).
+    const UMAX: i32;
     /// Whether each block adds `m_w · s_a` (Q4_1's minimum against Q8_1's stored d·Σa).
     const MIN: bool;
     /// The AVX2 tile (same results) for the rows and calls this kernel leaves to it.
@@ -49,6 +51,7 @@ impl Format for Q8_0 {
     const A: usize = 34;
     const AQ: usize = 2;
     const OFF: i32 = 128;
+    const UMAX: i32 = 255;
     const MIN: bool = false;
     const SIGNED_AVX2: bool = true;
     #[inline(always)]
@@ -67,6 +70,7 @@ impl Format for Q4_0 {
     const A: usize = 34;
     const AQ: usize = 2;
     const OFF: i32 = 8;
+    const UMAX: i32 = 15;
     const MIN: bool = false;
     #[inline(always)]
     unsafe fn unsigned(xb: *const u8) -> __m256i {
@@ -81,6 +85,7 @@ impl Format for Q4_1 {
     const A: usize = 36;
     const AQ: usize = 4;
     const OFF: i32 = 0;
+    const UMAX: i32 = 15;
     const MIN: bool = true;
     #[inline(always)]
     unsafe fn unsigned(xb: *const u8) -> __m256i {
@@ -95,6 +100,7 @@ impl Format for Q5_0 {
     const A: usize = 34;
     const AQ: usize = 2;
     const OFF: i32 = 16;
+    const UMAX: i32 = 31;
     const MIN: bool = false;
     #[inline(always)]
     unsafe fn unsigned(xb: *const u8) -> __m256i {
@@ -109,6 +115,7 @@ impl Format for Q5_1 {
     const A: usize = 36;
     const AQ: usize = 4;
     const OFF: i32 = 0;
+    const UMAX: i32 = 31;
     const MIN: bool = true;
     #[inline(always)]
     unsafe fn unsigned(xb: *const u8) -> __m256i {

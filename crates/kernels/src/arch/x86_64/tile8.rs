@@ -1,24 +1,30 @@
-//! AVX-VNNI tile kernels (`vpdpbusd`: four u8·i8 products added to each i32 lane in one
-//! instruction) for the 32-block formats (Q8_0, Q4_0, Q5_0 against Q8_0; Q4_1, Q5_1 against
-//! Q8_1).
+//! Eight-row tiles of the 32-block formats (Q4_0, Q5_0, Q8_0 against Q8_0; Q4_1, Q5_1 against
+//! Q8_1), for four or more activations (prefill).
 //!
 //! Eight weight rows are taken at a time and each of their blocks is transposed in registers, so
-//! that 32-bit lane j of register k holds quants 4k..4k+4 of row j. One `vpdpbusd` with four
-//! broadcast activation bytes then advances all eight rows' block sums, and a block costs eight
-//! such instructions per activation row with no horizontal reduction; the transposition is paid
-//! once per block and shared by every activation row of the call.
+//! that 32-bit lane j of register k holds quants 4k..4k+4 of row j. Against four broadcast
+//! activation bytes, one instruction then advances all eight rows' block sums: `vpdpbusd`
+//! (AVX-VNNI: four u8·i8 products added into each i32 lane), or `vpmaddubsw` (AVX2: two
+//! products into each i16 half-lane), whose results are added in i16 as long as no sum can
+//! overflow (eight registers for 4-bit quants, four for 5-bit) and then widened by one
+//! `vpmaddwd` each. Either way a block costs about eight such instructions per activation row
+//! for eight rows, with no horizontal reduction; the transposition is paid once per block and
+//! shared by every activation row of the call. Q8_0's unsigned quants (q + 128) would overflow
+//! `vpmaddubsw`'s pair sums, so at AVX2 it keeps the four-activation tile of `avx2_tiles`.
 //!
 //! The integer block sums are exact, and the float work is the AVX2 kernels' (per block,
 //! `acc[i mod 4] += (d_w·d_a)·S`, the four residues summed as `(a0 + a1) + (a2 + a3)`), so every
 //! result is bit-identical to the single-vector AVX2 kernel's: a token's output does not depend
 //! on the kernel level, the batch or the rows around it. Calls with fewer than four activation
-//! rows take the rows one at a time (`rows::singles`, with `vpdpbusd`); rows beyond a multiple
-//! of eight, and rows too long for `singles`' stack data, go to the AVX2 tile.
+//! rows take the rows one at a time (`rows::singles`); rows beyond a multiple of eight, and
+//! rows too long for `singles`' stack data, go to the four-activation AVX2 tile.
 
 use std::arch::x86_64::*;
 
 use super::avx2::f16_load;
-use super::rows::{singles, sum_i8, Format, Vnni, MAX_BLOCKS, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+use super::rows::{
+    singles, sum_i8, Avx2, Format, RowIsa, Vnni, MAX_BLOCKS, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+};
 use crate::contract::{tile_wrapper, TileGeom};
 use crate::generic::formats::QK;
 
@@ -83,9 +89,56 @@ unsafe fn sum_residues8(a: &[__m256]) -> __m256 {
     unsafe { _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])) }
 }
 
+/// How the eight-row tile forms eight rows' block sums against one activation block.
+trait Tile8Isa: RowIsa {
+    /// `init` plus, per lane j, Σ over k of row j's four quants in lane j of `wk[k]` (unsigned)
+    /// times the four activation quants at `y + 4k`.
+    unsafe fn block_sums<F: Format>(wk: &[__m256i; 8], y: *const u8, init: __m256i) -> __m256i;
+}
+
+impl Tile8Isa for Vnni {
+    #[inline(always)]
+    unsafe fn block_sums<F: Format>(wk: &[__m256i; 8], y: *const u8, init: __m256i) -> __m256i {
+        // SAFETY: 32 readable bytes at y (the caller's guarantee); AVX-VNNI enabled.
+        unsafe {
+            let mut s = init;
+            for (k, wk) in wk.iter().enumerate() {
+                let b = _mm256_set1_epi32((y.add(4 * k) as *const i32).read_unaligned());
+                s = _mm256_dpbusd_avx_epi32(s, *wk, b);
+            }
+            s
+        }
+    }
+}
+
+impl Tile8Isa for Avx2 {
+    #[inline(always)]
+    unsafe fn block_sums<F: Format>(wk: &[__m256i; 8], y: *const u8, init: __m256i) -> __m256i {
+        // SAFETY: 32 readable bytes at y (the caller's guarantee); AVX2 enabled. A pair sum is
+        // at most 2·UMAX·128 in magnitude, so `per` of them fit an i16.
+        unsafe {
+            let per = (i16::MAX as i32 / (2 * F::UMAX * 128)) as usize;
+            let mut s = init;
+            let mut k = 0;
+            while k < 8 {
+                let n = per.min(8 - k);
+                let mut s16 = _mm256_setzero_si256();
+                for (kk, w) in wk.iter().enumerate().skip(k).take(n) {
+                    let b = _mm256_set1_epi32((y.add(4 * kk) as *const i32).read_unaligned());
+                    let p = _mm256_maddubs_epi16(*w, b);
+                    s16 = if kk == k { p } else { _mm256_add_epi16(s16, p) };
+                }
+                s = _mm256_add_epi32(s, _mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+                k += n;
+            }
+            s
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-unsafe fn tile<F: Format>(
+#[inline(always)]
+unsafe fn tile<F: Format, I: Tile8Isa>(
     nb: usize,
     w: *const u8,
     rows: usize,
@@ -139,17 +192,14 @@ unsafe fn tile<F: Format>(
                     };
                     let k = i % 4;
                     for t in 0..n_acts {
-                        let y = a.add(t * arb + i * F::A + F::AQ) as *const i32;
+                        let y = a.add(t * arb + i * F::A + F::AQ);
                         let ti = t * nb + i;
-                        let mut s = if F::OFF != 0 {
+                        let init = if F::OFF != 0 {
                             _mm256_set1_epi32(*corr.get_unchecked(ti))
                         } else {
                             _mm256_setzero_si256()
                         };
-                        for (kk, wk) in wk.iter().enumerate() {
-                            let b = _mm256_set1_epi32(y.add(kk).read_unaligned());
-                            s = _mm256_dpbusd_avx_epi32(s, *wk, b);
-                        }
+                        let s = I::block_sums::<F>(&wk, y, init);
                         let d = _mm256_mul_ps(dw, _mm256_set1_ps(*da.get_unchecked(ti)));
                         let ac = acc.get_unchecked_mut(t * 4 + k);
                         *ac = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), *ac);
@@ -185,7 +235,7 @@ unsafe fn tile<F: Format>(
                 row_stride,
                 tok_stride,
             };
-            singles::<F, Vnni>(nb, &geom, w, a, n_acts, out);
+            singles::<F, I>(nb, &geom, w, a, n_acts, out);
         } else if full < rows {
             let out = out.add(full * row_stride);
             (F::AVX2)(
@@ -202,8 +252,70 @@ unsafe fn tile<F: Format>(
     }
 }
 
-tile_wrapper!(tile_q8_0_q8_0_vnni, tile::<Q8_0>, Q8_0::W, Q8_0::A, QK);
-tile_wrapper!(tile_q4_0_q8_0_vnni, tile::<Q4_0>, Q4_0::W, Q4_0::A, QK);
-tile_wrapper!(tile_q4_1_q8_1_vnni, tile::<Q4_1>, Q4_1::W, Q4_1::A, QK);
-tile_wrapper!(tile_q5_0_q8_0_vnni, tile::<Q5_0>, Q5_0::W, Q5_0::A, QK);
-tile_wrapper!(tile_q5_1_q8_1_vnni, tile::<Q5_1>, Q5_1::W, Q5_1::A, QK);
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+unsafe fn tile_vnni<F: Format>(
+    nb: usize,
+    w: *const u8,
+    rows: usize,
+    a: *const u8,
+    n_acts: usize,
+    out: *mut f32,
+    row_stride: usize,
+    tok_stride: usize,
+) {
+    // SAFETY: the wrapper's checks are `tile`'s contract; AVX-VNNI enabled.
+    unsafe { tile::<F, Vnni>(nb, w, rows, a, n_acts, out, row_stride, tok_stride) }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_avx2<F: Format>(
+    nb: usize,
+    w: *const u8,
+    rows: usize,
+    a: *const u8,
+    n_acts: usize,
+    out: *mut f32,
+    row_stride: usize,
+    tok_stride: usize,
+) {
+    // `vpmaddubsw` pair sums of unsigned quants up to 31 against i8 activations fit an i16.
+    const { assert!(F::UMAX <= 31) };
+    // SAFETY: the wrapper's checks are `tile`'s contract.
+    unsafe { tile::<F, Avx2>(nb, w, rows, a, n_acts, out, row_stride, tok_stride) }
+}
+
+tile_wrapper!(tile_q8_0_q8_0_vnni, tile_vnni::<Q8_0>, Q8_0::W, Q8_0::A, QK);
+tile_wrapper!(tile_q4_0_q8_0_vnni, tile_vnni::<Q4_0>, Q4_0::W, Q4_0::A, QK);
+tile_wrapper!(tile_q4_1_q8_1_vnni, tile_vnni::<Q4_1>, Q4_1::W, Q4_1::A, QK);
+tile_wrapper!(tile_q5_0_q8_0_vnni, tile_vnni::<Q5_0>, Q5_0::W, Q5_0::A, QK);
+tile_wrapper!(tile_q5_1_q8_1_vnni, tile_vnni::<Q5_1>, Q5_1::W, Q5_1::A, QK);
+tile_wrapper!(
+    tile8_q4_0_q8_0_avx2,
+    tile_avx2::<Q4_0>,
+    Q4_0::W,
+    Q4_0::A,
+    QK
+);
+tile_wrapper!(
+    tile8_q4_1_q8_1_avx2,
+    tile_avx2::<Q4_1>,
+    Q4_1::W,
+    Q4_1::A,
+    QK
+);
+tile_wrapper!(
+    tile8_q5_0_q8_0_avx2,
+    tile_avx2::<Q5_0>,
+    Q5_0::W,
+    Q5_0::A,
+    QK
+);
+tile_wrapper!(
+    tile8_q5_1_q8_1_avx2,
+    tile_avx2::<Q5_1>,
+    Q5_1::W,
+    Q5_1::A,
+    QK
+);
