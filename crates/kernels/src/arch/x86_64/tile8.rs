@@ -178,8 +178,12 @@ unsafe fn tile<F: Format, I: Tile8Isa>(
             let mut ext = vec![_mm256_setzero_ps(); if F::MIN { n_acts * 4 } else { 0 }];
             let mut sums = [0f32; 8];
             for g in (0..full).step_by(8) {
-                acc.fill(_mm256_setzero_ps());
-                ext.fill(_mm256_setzero_ps());
+                // Each residue's first block starts its accumulator from +0.0 (below); only
+                // residues no block reaches need zeroing here.
+                if nb < 4 {
+                    acc.fill(_mm256_setzero_ps());
+                    ext.fill(_mm256_setzero_ps());
+                }
                 let wg = w.add(g * wrb);
                 for i in 0..nb {
                     let xb = wg.add(i * F::W);
@@ -191,23 +195,38 @@ unsafe fn tile<F: Format, I: Tile8Isa>(
                         _mm256_setzero_ps()
                     };
                     let k = i % 4;
-                    for t in 0..n_acts {
-                        let y = a.add(t * arb + i * F::A + F::AQ);
-                        let ti = t * nb + i;
-                        let init = if F::OFF != 0 {
-                            _mm256_set1_epi32(*corr.get_unchecked(ti))
-                        } else {
-                            _mm256_setzero_si256()
+                    // Every activation against this block; `$first`: the residue's first
+                    // block, whose accumulators start from +0.0 (a loop of its own, so the
+                    // inner loop has no branch).
+                    macro_rules! tokens {
+                        ($first:expr) => {
+                            for t in 0..n_acts {
+                                let y = a.add(t * arb + i * F::A + F::AQ);
+                                let ti = t * nb + i;
+                                let init = if F::OFF != 0 {
+                                    _mm256_set1_epi32(*corr.get_unchecked(ti))
+                                } else {
+                                    _mm256_setzero_si256()
+                                };
+                                let s = I::block_sums::<F>(&wk, y, init);
+                                let d = _mm256_mul_ps(dw, _mm256_set1_ps(*da.get_unchecked(ti)));
+                                let ac = acc.get_unchecked_mut(t * 4 + k);
+                                let prev = if $first { _mm256_setzero_ps() } else { *ac };
+                                *ac = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), prev);
+                                if F::MIN {
+                                    let m =
+                                        _mm256_mul_ps(mw, _mm256_set1_ps(*sa.get_unchecked(ti)));
+                                    let e = ext.get_unchecked_mut(t * 4 + k);
+                                    let prev = if $first { _mm256_setzero_ps() } else { *e };
+                                    *e = _mm256_add_ps(prev, m);
+                                }
+                            }
                         };
-                        let s = I::block_sums::<F>(&wk, y, init);
-                        let d = _mm256_mul_ps(dw, _mm256_set1_ps(*da.get_unchecked(ti)));
-                        let ac = acc.get_unchecked_mut(t * 4 + k);
-                        *ac = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), *ac);
-                        if F::MIN {
-                            let m = _mm256_mul_ps(mw, _mm256_set1_ps(*sa.get_unchecked(ti)));
-                            let e = ext.get_unchecked_mut(t * 4 + k);
-                            *e = _mm256_add_ps(*e, m);
-                        }
+                    }
+                    if i < 4 {
+                        tokens!(true);
+                    } else {
+                        tokens!(false);
                     }
                 }
                 for t in 0..n_acts {
