@@ -34,13 +34,14 @@
 //!
 //! Q5_0 and Q5_1 followed the eight-lane rule (lane `(e mod 32) / 4`, eight FMAs per block)
 //! until their tiles were written; they now take block sums like Q4_0 and Q4_1. With eight
-//! lanes a 32-block costs eight float lanes (convert, scale product, FMA) per (row, token)
-//! whatever the tile does, and the integer sums cannot be formed by instructions that add more
-//! than four products into one lane across rows (AVX-VNNI over transposed rows, i8mm `smmla`'s
-//! eight-element dots); with one sum per block the AVX-VNNI tile takes eight rows per register
-//! as it does for Q4_0 (about 3 instructions per block and token instead of 7–8). The K-quants
-//! keep eight lanes: their float work is per 256 elements, and their 6-bit sub-block scales
-//! multiply integer sums per 32 (16) elements, which `vpmaddwd` / `vpdpwssd` do per lane.
+//! lanes a 32-block costs a convert, a scale product and an FMA of eight lanes per (row, token)
+//! whatever the tile does, and its sums cannot be formed by instructions that add more than
+//! four products into one lane across rows (`vpdpbusd` over transposed rows, i8mm `smmla`'s
+//! eight-element dots). With one sum per block, the eight-row tile serves them as it does Q4_0:
+//! its inner loop takes 27 instructions (AVX-VNNI) or 37 (AVX2) per block and token for eight
+//! rows. The K-quants keep eight lanes: their float work is per 256 elements, and their
+//! sub-block scales multiply integer sums per 32 (16) elements, which `vpmaddwd` / `vpdpwssd` do
+//! per lane.
 //!
 //! Every SIMD kernel of every level (AVX2, AVX-VNNI, NEON, NEON+dotprod, NEON+i8mm) follows the
 //! contract, so each gives exactly the bits of the scalar functions in this module ([`dot`],
