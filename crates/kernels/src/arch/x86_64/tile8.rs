@@ -114,6 +114,9 @@ impl Tile8Isa for Vnni {
 impl Tile8Isa for Avx2 {
     #[inline(always)]
     unsafe fn block_sums<F: Format>(wk: &[__m256i; 8], y: *const u8, init: __m256i) -> __m256i {
+        // `vpmaddubsw` pair sums of unsigned quants up to 31 against i8 activations fit an i16
+        // (Q8_0's 255 would not).
+        const { assert!(F::UMAX <= 31) };
         // SAFETY: 32 readable bytes at y (the caller's guarantee); AVX2 enabled. A pair sum is
         // at most 2·UMAX·128 in magnitude, so `per` of them fit an i16.
         unsafe {
@@ -271,39 +274,29 @@ unsafe fn tile<F: Format, I: Tile8Isa>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-unsafe fn tile_vnni<F: Format>(
-    nb: usize,
-    w: *const u8,
-    rows: usize,
-    a: *const u8,
-    n_acts: usize,
-    out: *mut f32,
-    row_stride: usize,
-    tok_stride: usize,
-) {
-    // SAFETY: the wrapper's checks are `tile`'s contract; AVX-VNNI enabled.
-    unsafe { tile::<F, Vnni>(nb, w, rows, a, n_acts, out, row_stride, tok_stride) }
+/// `tile::<F, $isa>` compiled for the tier's features (the body the safe wrappers call).
+macro_rules! tier {
+    ($name:ident, $isa:ty, $features:literal) => {
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = $features)]
+        unsafe fn $name<F: Format>(
+            nb: usize,
+            w: *const u8,
+            rows: usize,
+            a: *const u8,
+            n_acts: usize,
+            out: *mut f32,
+            row_stride: usize,
+            tok_stride: usize,
+        ) {
+            // SAFETY: the wrapper's checks are `tile`'s contract; the tier's features enabled.
+            unsafe { tile::<F, $isa>(nb, w, rows, a, n_acts, out, row_stride, tok_stride) }
+        }
+    };
 }
 
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_avx2<F: Format>(
-    nb: usize,
-    w: *const u8,
-    rows: usize,
-    a: *const u8,
-    n_acts: usize,
-    out: *mut f32,
-    row_stride: usize,
-    tok_stride: usize,
-) {
-    // `vpmaddubsw` pair sums of unsigned quants up to 31 against i8 activations fit an i16.
-    const { assert!(F::UMAX <= 31) };
-    // SAFETY: the wrapper's checks are `tile`'s contract.
-    unsafe { tile::<F, Avx2>(nb, w, rows, a, n_acts, out, row_stride, tok_stride) }
-}
+tier!(tile_vnni, Vnni, "avx2,fma,f16c,avxvnni");
+tier!(tile_avx2, Avx2, "avx2,fma,f16c");
 
 tile_wrapper!(tile_q8_0_q8_0_vnni, tile_vnni::<Q8_0>, Q8_0::W, Q8_0::A, QK);
 tile_wrapper!(tile_q4_0_q8_0_vnni, tile_vnni::<Q4_0>, Q4_0::W, Q4_0::A, QK);
