@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# The whole test suite: fetch the default model (checksum-verified, cached), run every test
+# The whole test suite: fetch the models (checksum-verified, cached), run every test
 # with the dispatched (SIMD) kernels, then the kernel and LSTM tests with the level capped at
-# AVX2 (on a CPU with AVX-VNNI the first pass ran its tiles), then the kernel and end-to-end
-# tests again with the scalar reference kernels forced (EDGEINFER_KERNELS=scalar); then the
+# AVX2 (on a CPU with AVX-VNNI the first pass ran its tiles), then the kernel, tiny-model and
+# SmolLM2 end-to-end tests again with the scalar reference kernels forced
+# (EDGEINFER_KERNELS=scalar); then the
 # aarch64 pass: cross-built and run under qemu-user at three CPU models
 # (scripts/test-aarch64.sh, which installs the cross toolchain when it is missing).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-scripts/fetch-models.sh >/dev/null
+scripts/fetch-models.sh all >/dev/null
 scripts/fetch-text-data.sh >/dev/null
 cargo test --workspace --release "$@"
 EDGEINFER_KERNELS=avx2 cargo test --release -p edgeinfer-kernels -p edgeinfer-lstm "$@"
-# The Botchan perplexity test (10 windows of 512 tokens) runs in the SIMD pass only: with the
-# scalar kernels it takes over ten minutes on two cores, and the scalar path is already checked
-# against the reference logits and greedy ids above.
-EDGEINFER_KERNELS=scalar cargo test --release -p edgeinfer-kernels -p edgeinfer-lstm -p edgeinfer-e2e "$@" -- --skip botchan_perplexity
+# The scalar pass: the kernels (every level against the contract), the LSTM, every
+# architecture's forward on the tiny golden models, and SmolLM2 end to end against the
+# reference. The perplexity tests (5,120 tokens each) and the Qwen2.5 / Gemma 3 model tests run
+# in the SIMD pass only: with scalar kernels they take over ten minutes on two cores, and the
+# scalar path is already checked against the reference logits and greedy ids here.
+EDGEINFER_KERNELS=scalar cargo test --release -p edgeinfer-kernels -p edgeinfer-lstm "$@"
+EDGEINFER_KERNELS=scalar cargo test --release -p edgeinfer-transformer --test tiny_golden "$@"
+EDGEINFER_KERNELS=scalar cargo test --release -p edgeinfer-e2e --test smollm2_reference \
+  --test smollm2_gguf --test lstm_baselines "$@"
 scripts/test-aarch64.sh

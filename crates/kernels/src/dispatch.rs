@@ -100,7 +100,8 @@ pub enum Level {
     Scalar,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
-    /// AVX2 plus AVX-VNNI (`vpdpbusd`) for the Q8_0, Q4_0 and Q4_1 tiles.
+    /// AVX2 plus AVX-VNNI: `vpdpbusd` for the 32-block tiles and row paths, `vpdpwssd` for the
+    /// K-quant dots and tiles.
     AvxVnni,
     /// aarch64 Advanced SIMD (every aarch64 CPU: Raspberry Pi 4 and up).
     Neon,
