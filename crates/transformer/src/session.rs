@@ -480,7 +480,7 @@ impl<'m> Session<'m> {
             )?;
             clock.stop(Part::Matmul);
             let angles = &s.angles[spec.rope];
-            let finish = |tmp: &mut Vec<f32>, (t, ((q, k), v)): (usize, ((&mut [f32], &mut [f32]), &mut [f32]))| {
+            let finish = |tmp: &mut Vec<f32>, (t, ((q, k), v)): TokenQkv<'_>| {
                 let sin_cos = &angles[t * n_rot..(t + 1) * n_rot];
                 block::finish_token(m, layer, q, k, v, sin_cos, tmp);
             };
@@ -570,6 +570,9 @@ impl<'m> Session<'m> {
         Ok(())
     }
 }
+
+/// Token `t`'s query, key and value rows, as the batched loop hands them out.
+type TokenQkv<'a> = (usize, ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]));
 
 /// Batches of at least this many rows run their per-row element-wise steps (norms, Q/K
 /// finishing, the gated activation, residuals) on the pool; each row's values are computed by
