@@ -141,10 +141,25 @@ pub(crate) fn q4_1_to_f32(src: &[u8], dst: &mut [f32]) {
     }
 }
 
+/// The block's minimum and maximum as ggml takes them (`v < min`, `v > max` from ±FLT_MAX):
+/// `f32::min`/`max` may return either zero for a −0.0/+0.0 pair (aarch64's `fminnm` takes
+/// −0.0), which would change the stored minimum's sign bit.
+fn min_max(x: &[f32]) -> (f32, f32) {
+    let (mut min, mut max) = (f32::MAX, -f32::MAX);
+    for &v in x {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+    }
+    (min, max)
+}
+
 pub(crate) fn q4_1_from_f32(src: &[f32], dst: &mut [u8]) {
     for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(20)) {
-        let min = x.iter().copied().fold(f32::MAX, f32::min);
-        let max = x.iter().copied().fold(-f32::MAX, f32::max);
+        let (min, max) = min_max(x);
         let d = (max - min) / 15.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         put_f16(b, 0, d);
@@ -206,8 +221,7 @@ pub(crate) fn q5_1_to_f32(src: &[u8], dst: &mut [f32]) {
 
 pub(crate) fn q5_1_from_f32(src: &[f32], dst: &mut [u8]) {
     for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(24)) {
-        let min = x.iter().copied().fold(f32::MAX, f32::min);
-        let max = x.iter().copied().fold(-f32::MAX, f32::max);
+        let (min, max) = min_max(x);
         let d = (max - min) / 31.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         put_f16(b, 0, d);

@@ -542,13 +542,13 @@ macro_rules! level_dots {
                 unsafe { block_sums::<Q4_1, $isa>(nb, x, y) }
             }
             #[target_feature(enable = $feat)]
-            unsafe fn q5_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
-                // SAFETY: operands checked by the wrapper.
+            pub(crate) unsafe fn q5_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                // SAFETY: operands checked by the wrapper (or the calling tile).
                 unsafe { block_sums::<Q5_0, $isa>(nb, x, y) }
             }
             #[target_feature(enable = $feat)]
-            unsafe fn q5_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
-                // SAFETY: operands checked by the wrapper.
+            pub(crate) unsafe fn q5_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                // SAFETY: operands checked by the wrapper (or the calling tile).
                 unsafe { block_sums::<Q5_1, $isa>(nb, x, y) }
             }
             #[target_feature(enable = $feat)]

@@ -1,5 +1,5 @@
 //! Tiles (several weight rows × several activations per call, each weight block unpacked once
-//! for all of them) for Q4_0, Q8_0, Q4_1, Q4_K and Q6_K.
+//! for all of them) for Q4_0, Q5_0, Q8_0, Q4_1, Q5_1, Q4_K and Q6_K.
 //!
 //! * One row × four activations (`tile4`, `tile4_k`), generic over the integer primitives:
 //!   `sdot` at the `Dotprod` level, widening multiplies at `Neon`.
@@ -19,7 +19,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::neon::{f16_load, f16x4_strided, hsum4_s32, hsum8, sum_residues, Dot, Isa, Neon};
-use super::quants::{acts, nibbles, q6_k_groups, Blocks, Q4_0, Q4_1, Q8_0};
+use super::quants::{acts, nibbles, q6_k_groups, Blocks, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
 use crate::contract::{by_residue, single_tail, tile_wrapper, TileGeom, TILE_MAX_BLOCKS};
 use crate::generic::formats::{scale_min_k4, QK, QK_K};
 
@@ -560,6 +560,36 @@ macro_rules! level_tiles {
             }
             #[allow(clippy::too_many_arguments)]
             #[target_feature(enable = $feat)]
+            unsafe fn q5_0(
+                nb: usize,
+                w: *const u8,
+                rows: usize,
+                a: *const u8,
+                n: usize,
+                out: *mut f32,
+                rs: usize,
+                ts: usize,
+            ) {
+                // SAFETY: operands checked by the wrapper.
+                unsafe { tile4::<Q5_0, $isa>(nb, w, rows, a, n, out, rs, ts, d::q5_0) }
+            }
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = $feat)]
+            unsafe fn q5_1(
+                nb: usize,
+                w: *const u8,
+                rows: usize,
+                a: *const u8,
+                n: usize,
+                out: *mut f32,
+                rs: usize,
+                ts: usize,
+            ) {
+                // SAFETY: operands checked by the wrapper.
+                unsafe { tile4::<Q5_1, $isa>(nb, w, rows, a, n, out, rs, ts, d::q5_1) }
+            }
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = $feat)]
             unsafe fn q4_k(
                 nb: usize,
                 w: *const u8,
@@ -600,6 +630,8 @@ macro_rules! level_tiles {
             tile_wrapper!(tile_q4_0_q8_0, q4_0, 18, 34, QK);
             tile_wrapper!(tile_q8_0_q8_0, q8_0, 34, 34, QK);
             tile_wrapper!(tile_q4_1_q8_1, q4_1, 20, 36, QK);
+            tile_wrapper!(tile_q5_0_q8_0, q5_0, 22, 34, QK);
+            tile_wrapper!(tile_q5_1_q8_1, q5_1, 24, 36, QK);
             tile_wrapper!(tile_q4_k_q8_k, q4_k, 144, 292, QK_K);
             tile_wrapper!(tile_q6_k_q8_k, q6_k, 210, 292, QK_K);
         }
@@ -635,8 +667,12 @@ pub(crate) mod i8mm {
     mm!(q4_0, Q4_0, d::q4_0);
     mm!(q8_0, Q8_0, d::q8_0);
     mm!(q4_1, Q4_1, d::q4_1);
+    mm!(q5_0, Q5_0, d::q5_0);
+    mm!(q5_1, Q5_1, d::q5_1);
 
     tile_wrapper!(tile_q4_0_q8_0, q4_0, 18, 34, QK);
     tile_wrapper!(tile_q8_0_q8_0, q8_0, 34, 34, QK);
     tile_wrapper!(tile_q4_1_q8_1, q4_1, 20, 36, QK);
+    tile_wrapper!(tile_q5_0_q8_0, q5_0, 22, 34, QK);
+    tile_wrapper!(tile_q5_1_q8_1, q5_1, 24, 36, QK);
 }
