@@ -2,7 +2,9 @@
 //! every kernel level this CPU has, the epilogue and the f32/f16 helpers against the portable
 //! ones (within rounding) and the contract (SIMD levels, bit for bit).
 
-use edgeinfer_kernels::ops::{self, fast_exp, fast_sigmoid, fast_tanh, lstm_cell, lstm_cell_generic};
+use edgeinfer_kernels::ops::{
+    self, fast_exp, fast_sigmoid, fast_tanh, lstm_cell, lstm_cell_generic,
+};
 use edgeinfer_kernels::{available_levels, contract, Kernels, Level};
 
 fn levels() -> Vec<&'static Kernels> {
