@@ -281,7 +281,7 @@ unsafe fn block_sums<F: Blocks, I: Isa>(nb: usize, x: *const u8, y: *const u8) -
 
 /// `acc[lo, hi] = fma(d, S, acc)` lane-wise for the eight lane sums `s`.
 #[inline(always)]
-unsafe fn fma8(acc: &mut [float32x4_t; 2], s: [int32x4_t; 2], d: f32) {
+pub(super) unsafe fn fma8(acc: &mut [float32x4_t; 2], s: [int32x4_t; 2], d: f32) {
     // SAFETY: pure register arithmetic.
     unsafe {
         acc[0] = vfmaq_n_f32(acc[0], vcvtq_f32_s32(s[0]), d);
@@ -292,7 +292,7 @@ unsafe fn fma8(acc: &mut [float32x4_t; 2], s: [int32x4_t; 2], d: f32) {
 /// `sumi[lo, hi] += scale_lo · dot4(w0, a0), scale_hi · dot4(w1, a1)`: a 32-element group of a
 /// K-quant superblock, `sc` its two per-16 scales.
 #[inline(always)]
-unsafe fn k_group<I: Isa>(
+pub(super) unsafe fn k_group<I: Isa>(
     sumi: &mut [int32x4_t; 2],
     (w0, w1): (int8x16_t, int8x16_t),
     a: *const u8,
@@ -309,7 +309,7 @@ unsafe fn k_group<I: Isa>(
 
 /// Σ min_j · (bsum_2j + bsum_2j+1) over the eight sub-blocks (Q4_K, Q5_K).
 #[inline(always)]
-unsafe fn k4_summ(mins: [u8; 8], bs: *const u8) -> i32 {
+pub(super) unsafe fn k4_summ(mins: [u8; 8], bs: *const u8) -> i32 {
     // SAFETY: the caller guarantees the 32 bytes of block sums at bs.
     unsafe {
         let b0 = vld1q_s16(bs as *const i16);
