@@ -7,7 +7,8 @@
 # (Doc tests are left to the native pass: they are target-independent examples, and rustdoc
 # would compile them again for each CPU model.)
 # The kernel tests loop over every kernel level the emulated CPU reports, so each model runs
-# its own levels plus the scalar reference. The end-to-end check (SmolLM2 against the
+# its own levels plus the scalar reference; the tiny golden decoders (fixtures/decoder) run
+# each architecture's forward at each model's best level. The end-to-end check (SmolLM2 against the
 # reference outputs) runs at cortex-a76 only: emulation is 20-50x slower than a real board.
 #
 # The toolchain comes from Debian's packages (Rust 1.96 at /usr/bin/rustc with the aarch64
@@ -58,7 +59,8 @@ qemu-aarch64 --version | head -1
 
 scripts/fetch-models.sh >/dev/null
 start=$SECONDS
-cargo test --release --target "$target" -p edgeinfer-kernels -p edgeinfer-lstm -p edgeinfer-e2e --lib --tests --no-run
+cargo test --release --target "$target" -p edgeinfer-kernels -p edgeinfer-lstm -p edgeinfer-transformer \
+  -p edgeinfer-e2e --lib --tests --no-run
 echo "aarch64 cross-build: $((SECONDS - start)) s"
 
 run() { # CPU, then cargo test arguments
@@ -72,6 +74,9 @@ run() { # CPU, then cargo test arguments
 
 for cpu in $cpus; do
   run "$cpu" -p edgeinfer-kernels -p edgeinfer-lstm --lib --tests
+  # Every architecture's forward (llama, qwen2, gemma3 with its sliding window) on the tiny
+  # golden models, against the independent NumPy forward, at this CPU's best level.
+  run "$cpu" -p edgeinfer-transformer --test tiny_golden
 done
 # SmolLM2 end to end: tokenizer ids and the default path teacher-forced against the reference
 # outputs (one batched forward per prompt), decode through the KV cache against recompute.

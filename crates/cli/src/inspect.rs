@@ -119,6 +119,8 @@ pub fn run(
         let doc = json!({
             "path": path, "version": h.version, "alignment": h.alignment, "data_offset": h.data_offset,
             "metadata": md, "tensors": tensors,
+            "kernels": format!("{:?}", edgeinfer_kernels::kernels().level),
+            "kernel_levels": edgeinfer_kernels::available_levels().iter().map(|l| format!("{l:?}")).collect::<Vec<_>>(),
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
         return Ok(());
@@ -131,6 +133,12 @@ pub fn run(
         h.metadata.len(),
         h.tensors.len(),
         h.alignment
+    )?;
+    writeln!(
+        out,
+        "kernels: {:?} (this CPU has {:?}; EDGEINFER_KERNELS caps the level)",
+        edgeinfer_kernels::kernels().level,
+        edgeinfer_kernels::available_levels()
     )?;
     writeln!(out, "\n# metadata")?;
     for (k, v) in h.metadata.iter() {

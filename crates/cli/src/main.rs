@@ -6,6 +6,7 @@ mod compare;
 mod inspect;
 mod llm;
 mod model_path;
+mod quantize;
 mod train;
 
 use std::path::PathBuf;
@@ -115,6 +116,8 @@ enum Cmd {
     Compare(compare::CompareArgs),
     /// Train the LSTM text-classifier baseline and write it as one GGUF file.
     TrainLstm(train::TrainArgs),
+    /// Quantize a GGUF model to Q4_0 … Q6_K or a K-quant mix, as llama-quantize does.
+    Quantize(quantize::QuantizeArgs),
     /// Perplexity of a text file (llama.cpp's method: windows of --ctx, second half scored).
     Perplexity {
         #[command(flatten)]
@@ -196,6 +199,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Classify(args) => classify::run(&mut out, &args)?,
         Cmd::Compare(args) => compare::run(&mut out, &args)?,
         Cmd::TrainLstm(args) => train::run(&mut out, &args)?,
+        Cmd::Quantize(args) => quantize::run(&mut out, &args)?,
         Cmd::Tokenize { model, text, json } => llm::tokenize(&mut out, &model, &text, json)?,
         Cmd::Score {
             model,

@@ -33,7 +33,7 @@ use memmap2::Mmap;
 
 pub use parse::{Header, TensorInfo, MAX_ARRAY_DEPTH, MAX_DIMS};
 pub use value::{Metadata, Value, ValueType};
-pub use writer::GgufWriter;
+pub use writer::{GgufStreamWriter, GgufWriter, TensorEntry};
 
 /// `GGUF` as the first four bytes.
 pub const MAGIC: [u8; 4] = *b"GGUF";

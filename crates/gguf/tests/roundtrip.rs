@@ -1,7 +1,9 @@
 //! Write-then-read round trip: random metadata of every value type and tensors of every type
 //! with a known byte size, through `GgufWriter` and back through the validating reader.
 
-use edgeinfer_gguf::{GgufFile, GgufWriter, Value, ValueType};
+use edgeinfer_gguf::{
+    GgufError, GgufFile, GgufStreamWriter, GgufWriter, TensorEntry, Value, ValueType,
+};
 use edgeinfer_tensor::{DType, Tensor};
 use proptest::prelude::*;
 
@@ -111,4 +113,104 @@ fn write_file_is_atomic_and_readable() {
     let f = GgufFile::open(&p).unwrap();
     assert_eq!(f.tensor("w").unwrap().data().len(), 24);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Metadata, tensor table and tensor bytes of a small file.
+type Case = (Vec<(String, Value)>, Vec<TensorEntry>, Vec<Vec<u8>>);
+
+fn stream_case() -> Case {
+    let metadata = vec![
+        (
+            "general.architecture".to_string(),
+            Value::String("llama".into()),
+        ),
+        ("general.alignment".to_string(), Value::U32(64)),
+    ];
+    let entries = vec![
+        TensorEntry {
+            name: "a".into(),
+            dtype: DType::Q4_0,
+            shape: vec![64, 3],
+        },
+        TensorEntry {
+            name: "b".into(),
+            dtype: DType::F32,
+            shape: vec![5],
+        },
+    ];
+    let data = vec![(0..108).map(|i| i as u8).collect(), vec![7u8; 20]];
+    (metadata, entries, data)
+}
+
+/// Written tensor by tensor, a file is byte for byte what the in-memory writer makes.
+#[test]
+fn stream_writer_equals_in_memory_writer() {
+    let (metadata, entries, data) = stream_case();
+    let mut w = GgufWriter::new();
+    for (k, v) in &metadata {
+        w.add_metadata(k, v.clone()).unwrap();
+    }
+    for (e, d) in entries.iter().zip(&data) {
+        w.add_tensor(&e.name, Tensor::borrowed(e.dtype, &e.shape, d).unwrap())
+            .unwrap();
+    }
+    let whole = w.to_bytes().unwrap();
+    let mut s = GgufStreamWriter::new(
+        Vec::new(),
+        metadata.iter().map(|(k, v)| (k.as_str(), v)),
+        &entries,
+    )
+    .unwrap();
+    assert_eq!(s.next_tensor(), Some("a"));
+    for d in &data {
+        s.write_tensor(d).unwrap();
+    }
+    assert_eq!(s.next_tensor(), None);
+    let streamed = s.finish().unwrap();
+    assert_eq!(streamed, whole);
+    let f = GgufFile::from_bytes(streamed).unwrap();
+    assert_eq!(f.header().alignment, 64);
+    assert_eq!(f.tensor("a").unwrap().data(), &data[0][..]);
+}
+
+/// A wrong size, a tensor too many or too few, a bad alignment, a shape the type cannot hold
+/// and a duplicate name are errors naming the problem.
+#[test]
+fn stream_writer_errors() {
+    let (metadata, entries, data) = stream_case();
+    let md = || metadata.iter().map(|(k, v)| (k.as_str(), v));
+    let mut s = GgufStreamWriter::new(Vec::new(), md(), &entries).unwrap();
+    let e = s.write_tensor(&data[1]).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("\"a\": 20 bytes given, the table says 108"),
+        "{e}"
+    );
+    s.write_tensor(&data[0]).unwrap();
+    let e = GgufStreamWriter::finish(s).unwrap_err();
+    assert!(e.to_string().contains("\"b\""), "{e}");
+
+    let mut s = GgufStreamWriter::new(Vec::new(), md(), &entries).unwrap();
+    s.write_tensor(&data[0]).unwrap();
+    s.write_tensor(&data[1]).unwrap();
+    assert!(s.write_tensor(&data[1]).is_err());
+
+    let bad = [("general.alignment", &Value::U32(48))];
+    let e = GgufStreamWriter::new(Vec::new(), bad, &entries)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("general.alignment"), "{e}");
+
+    let mut odd = entries.clone();
+    odd[0].shape = vec![48, 2];
+    let e = GgufStreamWriter::new(Vec::new(), md(), &odd).err().unwrap();
+    assert!(
+        matches!(e, GgufError::NotBlockMultiple { ref tensor, .. } if tensor == "a"),
+        "{e}"
+    );
+
+    let mut dup = entries.clone();
+    dup[1].name = "a".into();
+    let e = GgufStreamWriter::new(Vec::new(), md(), &dup).err().unwrap();
+    assert!(matches!(e, GgufError::DuplicateTensor { .. }), "{e}");
 }

@@ -10,19 +10,18 @@
 //! multiply-add (one rounding), `+` and `·` round once each, `f32(S)` converts an i32 (exact
 //! below 2^24).
 //!
-//! * **Block sums** (Q4_0·Q8_0, Q8_0·Q8_0, Q4_1·Q8_1): block `i`'s 32 products form one sum
-//!   `S_i`; with `d_i = d_w·d_a` (f16 scales widened, then one product),
-//!   `acc[i mod 4] = fma(d_i, f32(S_i), acc[i mod 4])`; Q4_1 also adds
-//!   `ext[i mod 4] = ext[i mod 4] + m_w·s_a` (the weight's minimum times the activation's stored
-//!   `d·Σq`). Result `(acc0 + acc1) + (acc2 + acc3)` (`+ ((ext0 + ext1) + (ext2 + ext3))`).
-//! * **Eight lanes** (Q5_0, Q5_1 per 32-block; Q2_K..Q6_K per 256-superblock): the products of
-//!   element `e` go to lane `l = (e mod 32) / 4` (four consecutive elements per lane, the K-quant
-//!   sub-block scale multiplying each product's integer first), so a block gives eight sums
-//!   `S_l`; `acc[l] = fma(d, f32(S_l), acc[l])` with `d = d_w·d_a` (Q5) or `d = d_a·d_w` (K-quants,
-//!   `d_a` the Q8_K f32 scale). Minimum terms go to one scalar: Q5_1 `m += m_w·s_a`; Q2_K, Q4_K,
-//!   Q5_K `m += (d_a·dmin_w)·f32(Σ min_j·bsum_j)`. Result
-//!   `hsum8(acc) + m` (Q5_1) or `hsum8(acc) − m` (K-quants), where
-//!   `hsum8(a) = ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`.
+//! * **Block sums** (every 32-element block format: Q4_0, Q5_0, Q8_0 against Q8_0; Q4_1, Q5_1
+//!   against Q8_1): block `i`'s 32 products form one sum `S_i`; with `d_i = d_w·d_a` (f16
+//!   scales widened, then one product), `acc[i mod 4] = fma(d_i, f32(S_i), acc[i mod 4])`; Q4_1
+//!   and Q5_1 also add `ext[i mod 4] = ext[i mod 4] + m_w·s_a` (the weight's minimum times the
+//!   activation's stored `d·Σq`). Result `(acc0 + acc1) + (acc2 + acc3)`
+//!   (`+ ((ext0 + ext1) + (ext2 + ext3))`).
+//! * **Eight lanes** (Q2_K..Q6_K per 256-superblock): the products of element `e` go to lane
+//!   `l = (e mod 32) / 4` (four consecutive elements per lane, the sub-block scale multiplying
+//!   each product's integer first), so a superblock gives eight sums `S_l`;
+//!   `acc[l] = fma(d, f32(S_l), acc[l])` with `d = d_a·d_w` (`d_a` the Q8_K f32 scale). Minimum
+//!   terms go to one scalar: Q2_K, Q4_K, Q5_K `m += (d_a·dmin_w)·f32(Σ min_j·bsum_j)`. Result
+//!   `hsum8(acc) − m`, where `hsum8(a) = ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`.
 //! * **Float rows** (F16, BF16 and F32 weights against F32): two (F16, BF16) or four (F32) sets
 //!   of eight lanes take 16 (32) elements per step, `acc[k][l] = fma(x, y, acc[k][l])`; F32 then
 //!   takes steps of 8 into set 0; the sets are added lane-wise (F32: `(s0 + s1) + (s2 + s3)`),
@@ -32,6 +31,17 @@
 //! * **LSTM epilogue**: eight units at a time through the `exp` of [`crate::ops::fast_exp`]
 //!   evaluated with fused multiply-adds, `σ(a)·tanh(b)` as one division; the last `H mod 8`
 //!   units by the portable formulas.
+//!
+//! Q5_0 and Q5_1 followed the eight-lane rule (lane `(e mod 32) / 4`, eight FMAs per block)
+//! until their tiles were written; they now take block sums like Q4_0 and Q4_1. With eight
+//! lanes a 32-block costs a convert, a scale product and an FMA of eight lanes per (row, token)
+//! whatever the tile does, and its sums cannot be formed by instructions that add more than
+//! four products into one lane across rows (`vpdpbusd` over transposed rows, i8mm `smmla`'s
+//! eight-element dots). With one sum per block, the eight-row tile serves them as it does Q4_0:
+//! its inner loop takes 27 instructions (AVX-VNNI) or 37 (AVX2) per block and token for eight
+//! rows. The K-quants keep eight lanes: their float work is per 256 elements, and their
+//! sub-block scales multiply integer sums per 32 (16) elements, which `vpmaddwd` / `vpdpwssd` do
+//! per lane.
 //!
 //! Every SIMD kernel of every level (AVX2, AVX-VNNI, NEON, NEON+dotprod, NEON+i8mm) follows the
 //! contract, so each gives exactly the bits of the scalar functions in this module ([`dot`],
@@ -346,11 +356,6 @@ fn dot_i32(q: &[i32], y: &[u8]) -> i32 {
     q.iter().zip(i8s(y)).map(|(q, y)| q * y).sum()
 }
 
-/// Eight-lane block sums of 32-blocks: `lanes[l] = Σ q_e·y_e` over `e` in `4l..4l+4`.
-fn lanes32(q: &[i32; 32], y: &[u8]) -> [i32; 8] {
-    std::array::from_fn(|l| dot_i32(&q[4 * l..4 * l + 4], &y[4 * l..4 * l + 4]))
-}
-
 /// Eight-lane sums of a 256-superblock: element `e` (value `q_e`, scale `sc16[e / 16]`) goes to
 /// lane `(e mod 32) / 4`.
 fn lanes256(q: &[i32; 256], y: &[u8], sc16: &[i32; 16]) -> [i32; 8] {
@@ -364,31 +369,6 @@ fn lanes256(q: &[i32; 256], y: &[u8], sc16: &[i32; 16]) -> [i32; 8] {
 fn lanes_fma(acc: &mut [f32; 8], d: f32, lanes: [i32; 8]) {
     for (a, s) in acc.iter_mut().zip(lanes) {
         *a = d.mul_add(s as f32, *a);
-    }
-}
-
-fn q5_lanes(n: usize, w: &[u8], a: &[u8], wsize: usize, asize: usize, min: bool) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut m = 0f32;
-    for (x, y) in w
-        .chunks_exact(wsize)
-        .zip(a.chunks_exact(asize))
-        .take(n / QK)
-    {
-        let (q, yq) = if min {
-            (q5_vals(x, 4, 0), &y[4..36])
-        } else {
-            (q5_vals(x, 2, 16), &y[2..34])
-        };
-        lanes_fma(&mut acc, f16_at(x, 0) * f16_at(y, 0), lanes32(&q, yq));
-        if min {
-            m += f16_at(x, 2) * f16_at(y, 2);
-        }
-    }
-    if min {
-        hsum8(acc) + m
-    } else {
-        hsum8(acc)
     }
 }
 
@@ -551,8 +531,12 @@ pub fn dot(wtype: DType, n: usize, w: &[u8], a: &[u8]) -> Result<f32, KernelErro
         DType::Q4_1 => block_sums(n, (w, 20), (a, 36), true, |x, y| {
             dot_i32(&q4_1_vals(x), &y[4..36])
         }),
-        DType::Q5_0 => q5_lanes(n, w, a, 22, 34, false),
-        DType::Q5_1 => q5_lanes(n, w, a, 24, 36, true),
+        DType::Q5_0 => block_sums(n, (w, 22), (a, 34), false, |x, y| {
+            dot_i32(&q5_vals(x, 2, 16), &y[2..34])
+        }),
+        DType::Q5_1 => block_sums(n, (w, 24), (a, 36), true, |x, y| {
+            dot_i32(&q5_vals(x, 4, 0), &y[4..36])
+        }),
         DType::Q2_K => k_lanes(n, w, 84, a, q2_k_block),
         DType::Q3_K => k_lanes(n, w, 110, a, q3_k_block),
         DType::Q4_K => k_lanes(n, w, 144, a, |x, y| q45_k_block(x, y, false)),

@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use edgeinfer_tensor::DType;
 
 use crate::generic::formats as f;
+use crate::generic::kquants as kq;
 use crate::{bytes_for, require, KernelError};
 
 /// Dequantize whole blocks: `src` holds `dst.len() / block` blocks.
@@ -71,11 +72,11 @@ formats! {
     Q5_1: f::q5_1_to_f32, Some(f::q5_1_from_f32), Q8_1;
     Q8_0: f::q8_0_to_f32, Some(f::q8_0_from_f32), Q8_0;
     Q8_1: f::q8_1_to_f32, Some(f::q8_1_from_f32), Q8_1;
-    Q2_K: f::q2_k_to_f32, None, Q8_K;
-    Q3_K: f::q3_k_to_f32, None, Q8_K;
-    Q4_K: f::q4_k_to_f32, Some(f::q4_k_from_f32), Q8_K;
-    Q5_K: f::q5_k_to_f32, None, Q8_K;
-    Q6_K: f::q6_k_to_f32, Some(f::q6_k_from_f32), Q8_K;
+    Q2_K: f::q2_k_to_f32, Some(kq::q2_k_from_f32), Q8_K;
+    Q3_K: f::q3_k_to_f32, Some(kq::q3_k_from_f32), Q8_K;
+    Q4_K: f::q4_k_to_f32, Some(kq::q4_k_from_f32), Q8_K;
+    Q5_K: f::q5_k_to_f32, Some(kq::q5_k_from_f32), Q8_K;
+    Q6_K: f::q6_k_to_f32, Some(kq::q6_k_from_f32), Q8_K;
     Q8_K: f::q8_k_to_f32, Some(f::q8_k_from_f32), Q8_K;
 }
 
@@ -100,7 +101,8 @@ pub enum Level {
     Scalar,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
-    /// AVX2 plus AVX-VNNI (`vpdpbusd`) for the Q8_0, Q4_0 and Q4_1 tiles.
+    /// AVX2 plus AVX-VNNI: `vpdpbusd` for the 32-block tiles and row paths, `vpdpwssd` for the
+    /// K-quant dots and tiles.
     AvxVnni,
     /// aarch64 Advanced SIMD (every aarch64 CPU: Raspberry Pi 4 and up).
     Neon,

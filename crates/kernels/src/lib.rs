@@ -5,13 +5,13 @@
 //! | op | scalar (`*_generic`) | AVX2 (x86-64) | NEON (aarch64) |
 //! |---|---|---|---|
 //! | dequantize F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1 Q2_K..Q6_K Q8_K | yes | — (scalar) | — (scalar) |
-//! | quantize F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q6_K | yes | — | — |
+//! | quantize F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q6_K (as llama-quantize, bit for bit) | yes | — | — |
 //! | quantize activations Q8_0, Q8_1 / Q8_K | yes | yes / scalar | yes / yes |
 //! | dot Q4_0·Q8_0, Q4_1·Q8_1, Q5_0·Q8_0, Q5_1·Q8_1, Q8_0·Q8_0 | yes | yes | yes (`sdot` with dotprod) |
 //! | dot Q2_K, Q3_K, Q4_K, Q5_K, Q6_K ·Q8_K | yes | yes | yes (`sdot` with dotprod) |
 //! | dot F16·F32, BF16·F32, F32·F32, f32 dot/axpy, f16 dot/axpy/convert | yes | yes | yes |
-//! | tile Q4_0 Q4_1 Q8_0 | loop of dots | 1 row × 4 (AVX-VNNI: 8 × ≥ 4) | 1 × 4; 2 × 4 with `smmla` (i8mm) |
-//! | tile Q4_K Q6_K | loop of dots | loop of dots | 1 × 4 |
+//! | tile Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 | loop of dots | 1 row × 4; 4/5-bit 8 × ≥ 4 (AVX-VNNI: all 8 × ≥ 4) | 1 × 4; 2 × 4 with `smmla` (i8mm) |
+//! | tile Q4_K Q5_K Q6_K | loop of dots | 1 row × 8, then × 4 (AVX-VNNI: `vpdpwssd`) | Q4_K Q6_K: 1 × 4; Q5_K: loop of dots |
 //! | LSTM gate epilogue | yes | yes | yes |
 //! | matvec / matmul (rayon over weight rows) | generic over the above | | |
 //! | rmsnorm, softmax, SiLU, GELU, RoPE (both conventions) | portable | | |

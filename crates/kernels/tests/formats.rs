@@ -357,6 +357,29 @@ fn tile_kernels_equal_single_dots_bit_for_bit() {
     eprintln!("{tiled} (level, format) tiles checked");
 }
 
+/// Which formats each x86 level tiles: every 32-block format and the K-quants of the Q4_K_M
+/// mixes (Q4_K, Q5_K, Q6_K) at AVX2 and AVX-VNNI, none at the scalar level (its tile is the
+/// loop of dots). A format losing its tile would fall back to one dot per (row, token) in
+/// prefill, several times slower.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_levels_tile_the_block_formats() {
+    use DType::*;
+    for k in levels() {
+        let want: &[DType] = match k.level {
+            Level::Scalar => &[],
+            Level::Avx2 | Level::AvxVnni => &[Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K],
+            other => panic!("{other} is not an x86 level"),
+        };
+        let got: Vec<DType> = formats()
+            .iter()
+            .map(|f| f.dtype)
+            .filter(|&t| k.has_tile(t))
+            .collect();
+        assert_eq!(got, want, "tiles at {}", k.level);
+    }
+}
+
 /// The SIMD levels of one architecture give the same bits for every format (each equals the
 /// contract; checked here directly on a row with tails of every kind).
 #[test]

@@ -2,7 +2,9 @@
 //! every kernel level this CPU has, the epilogue and the f32/f16 helpers against the portable
 //! ones (within rounding) and the contract (SIMD levels, bit for bit).
 
-use edgeinfer_kernels::ops::{fast_exp, fast_sigmoid, fast_tanh, lstm_cell, lstm_cell_generic};
+use edgeinfer_kernels::ops::{
+    self, fast_exp, fast_sigmoid, fast_tanh, lstm_cell, lstm_cell_generic,
+};
 use edgeinfer_kernels::{available_levels, contract, Kernels, Level};
 
 fn levels() -> Vec<&'static Kernels> {
@@ -45,6 +47,26 @@ fn fast_sigmoid_and_tanh_are_accurate() {
         assert!((0.0..=1.0).contains(&fast_sigmoid(x)));
         assert!((-1.0..=1.0).contains(&fast_tanh(x)));
     }
+}
+
+#[test]
+fn silu_and_gelu_match_f64_definitions() {
+    let (mut ws, mut wg) = (0.0f64, 0.0f64);
+    for x in grid() {
+        let xd = f64::from(x);
+        let silu = xd / (1.0 + (-xd).exp());
+        let u = (2.0 / std::f64::consts::PI).sqrt() * (xd + 0.044715 * xd * xd * xd);
+        let gelu = 0.5 * xd * (1.0 + u.tanh());
+        // Errors relative to |x| (both are x times a factor in [0, 1]).
+        let scale = xd.abs().max(1e-30);
+        ws = ws.max((f64::from(ops::silu(x)) - silu).abs() / scale);
+        wg = wg.max((f64::from(ops::gelu(x)) - gelu).abs() / scale);
+    }
+    assert!(ws < 5e-7 && wg < 5e-7, "silu {ws:e}, gelu {wg:e}");
+    for x in [f32::MAX, f32::MIN, 1e30, -1e30] {
+        assert!(ops::silu(x).is_finite() && ops::gelu(x).is_finite(), "{x}");
+    }
+    assert_eq!((ops::silu(0.0), ops::gelu(0.0)), (0.0, 0.0));
 }
 
 fn reference(z: &[f32], xp: &[f32], b: &[f32], c: &mut [f64], h: &mut [f64]) {

@@ -529,9 +529,7 @@ impl Session {
             let spec = &m.arch.layers[li];
             // --- attention
             s.xn.resize(t_n * d, 0.0);
-            for (xr, nr) in s.x.chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
-                ops::rmsnorm(xr, &layer.attn_norm, c.rms_eps, nr);
-            }
+            rows_norm(&s.x, &mut s.xn, &layer.attn_norm, c.rms_eps);
             s.q.resize(t_n * qd, 0.0);
             s.k.resize(t_n * kvd, 0.0);
             s.v.resize(t_n * kvd, 0.0);
@@ -550,14 +548,22 @@ impl Session {
             )?;
             clock.stop(Part::Matmul);
             let angles = &s.angles[spec.rope];
-            for (t, ((q, k), v)) in
+            let finish = |tmp: &mut Vec<f32>, (t, ((q, k), v)): TokenQkv<'_>| {
+                let sin_cos = &angles[t * n_rot..(t + 1) * n_rot];
+                block::finish_token(m, layer, q, k, v, sin_cos, tmp);
+            };
+            if t_n < PAR_ROWS {
                 s.q.chunks_exact_mut(qd)
                     .zip(s.k.chunks_exact_mut(kvd))
                     .zip(s.v.chunks_exact_mut(kvd))
                     .enumerate()
-            {
-                let sin_cos = &angles[t * n_rot..(t + 1) * n_rot];
-                block::finish_token(m, layer, q, k, v, sin_cos, &mut s.tmp);
+                    .for_each(|item| finish(&mut s.tmp, item));
+            } else {
+                s.q.par_chunks_exact_mut(qd)
+                    .zip(s.k.par_chunks_exact_mut(kvd))
+                    .zip(s.v.par_chunks_exact_mut(kvd))
+                    .enumerate()
+                    .for_each_init(Vec::new, finish);
             }
             let new = kv::encode(k, self.kv.kv_type(), &s.k, &s.v, &mut s.k16, &mut s.v16);
             s.att.resize(t_n * qd, 0.0);
@@ -594,9 +600,7 @@ impl Session {
             );
 
             // --- gated feed-forward
-            for (xr, nr) in s.x.chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
-                ops::rmsnorm(xr, &layer.ffn_norm, c.rms_eps, nr);
-            }
+            rows_norm(&s.x, &mut s.xn, &layer.ffn_norm, c.rms_eps);
             s.gate.resize(t_n * c.d_ff, 0.0);
             s.up.resize(t_n * c.d_ff, 0.0);
             clock.start();
@@ -609,7 +613,14 @@ impl Session {
                 &mut [(&layer.w_gate, &mut s.gate), (&layer.w_up, &mut s.up)],
             )?;
             clock.stop(Part::Matmul);
-            block::gated(m.arch.ffn, &mut s.gate, &s.up);
+            if t_n < PAR_ROWS {
+                block::gated(m.arch.ffn, &mut s.gate, &s.up);
+            } else {
+                s.gate
+                    .par_chunks_exact_mut(c.d_ff)
+                    .zip(s.up.par_chunks_exact(c.d_ff))
+                    .for_each(|(g, u)| block::gated(m.arch.ffn, g, u));
+            }
             clock.start();
             project(
                 m,
@@ -632,6 +643,28 @@ impl Session {
     }
 }
 
+/// Token `t`'s query, key and value rows, as the batched loop hands them out.
+type TokenQkv<'a> = (usize, ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]));
+
+/// Batches of at least this many rows run their per-row element-wise steps (norms, Q/K
+/// finishing, the gated activation, residuals) on the pool; each row's values are computed by
+/// the same operations either way.
+const PAR_ROWS: usize = 4;
+
+/// `out[r] = rmsnorm(x[r]) · w` for every row `r` of `w.len()` values.
+fn rows_norm(x: &[f32], out: &mut [f32], w: &[f32], eps: f32) {
+    let d = w.len();
+    if x.len() / d < PAR_ROWS {
+        for (xr, nr) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+            ops::rmsnorm(xr, w, eps, nr);
+        }
+    } else {
+        x.par_chunks_exact(d)
+            .zip(out.par_chunks_exact_mut(d))
+            .for_each(|(xr, nr)| ops::rmsnorm(xr, w, eps, nr));
+    }
+}
+
 /// `x += post_norm(y)` row by row (`y` as it is without a post-norm); `tmp` is scratch of at
 /// least `x`'s length.
 fn residual(x: &mut [f32], y: &[f32], post_norm: Option<&[f32]>, eps: f32, tmp: &mut [f32]) {
@@ -639,13 +672,20 @@ fn residual(x: &mut [f32], y: &[f32], post_norm: Option<&[f32]>, eps: f32, tmp: 
         None => x.iter_mut().zip(y).for_each(|(x, y)| *x += y),
         Some(w) => {
             let d = w.len();
-            for ((xr, yr), nr) in x
-                .chunks_exact_mut(d)
-                .zip(y.chunks_exact(d))
-                .zip(tmp.chunks_exact_mut(d))
-            {
+            let one = |((xr, yr), nr): ((&mut [f32], &[f32]), &mut [f32])| {
                 ops::rmsnorm(yr, w, eps, nr);
                 xr.iter_mut().zip(nr.iter()).for_each(|(x, n)| *x += n);
+            };
+            if x.len() / d < PAR_ROWS {
+                x.chunks_exact_mut(d)
+                    .zip(y.chunks_exact(d))
+                    .zip(tmp.chunks_exact_mut(d))
+                    .for_each(one);
+            } else {
+                x.par_chunks_exact_mut(d)
+                    .zip(y.par_chunks_exact(d))
+                    .zip(tmp.par_chunks_exact_mut(d))
+                    .for_each(one);
             }
         }
     }

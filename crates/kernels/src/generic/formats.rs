@@ -38,7 +38,7 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
 /// The largest magnitude in `x` and the value (with its sign) that has it; the first such value
 /// on ties, as ggml's reference quantizers.
 #[inline]
-fn abs_max(x: &[f32]) -> (f32, f32) {
+pub(crate) fn abs_max(x: &[f32]) -> (f32, f32) {
     let (mut amax, mut max) = (0.0f32, 0.0f32);
     for &v in x {
         if amax < v.abs() {
@@ -51,7 +51,7 @@ fn abs_max(x: &[f32]) -> (f32, f32) {
 
 /// ggml's `nearest_int`: round to nearest, ties to even, for |x| < 2^22.
 #[inline(always)]
-fn nearest_int(x: f32) -> i32 {
+pub(crate) fn nearest_int(x: f32) -> i32 {
     let v = x + 12582912.0;
     (v.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
 }
@@ -141,10 +141,25 @@ pub(crate) fn q4_1_to_f32(src: &[u8], dst: &mut [f32]) {
     }
 }
 
+/// The block's minimum and maximum as ggml takes them (`v < min`, `v > max` from ±FLT_MAX):
+/// `f32::min`/`max` may return either zero for a −0.0/+0.0 pair (aarch64's `fminnm` takes
+/// −0.0), which would change the stored minimum's sign bit.
+fn min_max(x: &[f32]) -> (f32, f32) {
+    let (mut min, mut max) = (f32::MAX, -f32::MAX);
+    for &v in x {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+    }
+    (min, max)
+}
+
 pub(crate) fn q4_1_from_f32(src: &[f32], dst: &mut [u8]) {
     for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(20)) {
-        let min = x.iter().copied().fold(f32::MAX, f32::min);
-        let max = x.iter().copied().fold(-f32::MAX, f32::max);
+        let (min, max) = min_max(x);
         let d = (max - min) / 15.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         put_f16(b, 0, d);
@@ -206,8 +221,7 @@ pub(crate) fn q5_1_to_f32(src: &[u8], dst: &mut [f32]) {
 
 pub(crate) fn q5_1_from_f32(src: &[f32], dst: &mut [u8]) {
     for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(24)) {
-        let min = x.iter().copied().fold(f32::MAX, f32::min);
-        let max = x.iter().copied().fold(-f32::MAX, f32::max);
+        let (min, max) = min_max(x);
         let d = (max - min) / 31.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         put_f16(b, 0, d);
@@ -742,228 +756,4 @@ pub(crate) fn dot_q6_k_q8_k_generic(n: usize, w: &[u8], a: &[u8]) -> f32 {
         s += dy * f16_at(x, 208) * isum as f32;
     }
     s
-}
-
-// ---------------------------------------------------------------------------------------------
-// K-quant quantizers (ggml's `quantize_row_q4_K_ref` / `quantize_row_q6_K_ref`, for a quantize
-// tool; gguf-py has no reference for them, so they are checked by ggml's error budgets).
-
-/// ggml's `make_qkx2_quants`: scale and (negated) min for `x` with weights `w`, levels in `l`.
-fn make_qkx2_quants(
-    x: &[f32],
-    w: &[f32],
-    nmax: i32,
-    l: &mut [u8],
-    rmin: f32,
-    rdelta: f32,
-    nstep: i32,
-) -> (f32, f32) {
-    let n = x.len();
-    let mut min = x[0];
-    let mut max = x[0];
-    let mut sum_w = w[0];
-    let mut sum_x = sum_w * x[0];
-    for i in 1..n {
-        min = min.min(x[i]);
-        max = max.max(x[i]);
-        sum_w += w[i];
-        sum_x += w[i] * x[i];
-    }
-    if min > 0.0 {
-        min = 0.0;
-    }
-    if max == min {
-        l.iter_mut().for_each(|v| *v = 0);
-        return (0.0, -min);
-    }
-    let mut iscale = nmax as f32 / (max - min);
-    let mut scale = 1.0 / iscale;
-    let mut best = 0.0f32;
-    for i in 0..n {
-        let q = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
-        l[i] = q as u8;
-        let diff = scale * q as f32 + min - x[i];
-        best += w[i] * diff * diff;
-    }
-    let mut laux = [0u8; 32];
-    for is in 0..=nstep {
-        iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
-        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
-        for i in 0..n {
-            let q = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
-            laux[i] = q as u8;
-            let qf = q as f32;
-            sum_l += w[i] * qf;
-            sum_l2 += w[i] * qf * qf;
-            sum_xl += w[i] * qf * x[i];
-        }
-        let det = sum_w * sum_l2 - sum_l * sum_l;
-        if det > 0.0 {
-            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
-            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
-            if this_min > 0.0 {
-                this_min = 0.0;
-                this_scale = sum_xl / sum_l2;
-            }
-            let mut err = 0.0f32;
-            for i in 0..n {
-                let diff = this_scale * laux[i] as f32 + this_min - x[i];
-                err += w[i] * diff * diff;
-            }
-            if err < best {
-                l[..n].copy_from_slice(&laux[..n]);
-                best = err;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    (scale, -min)
-}
-
-pub(crate) fn q4_k_from_f32(src: &[f32], dst: &mut [u8]) {
-    for (x, b) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(144)) {
-        let mut l = [0u8; QK_K];
-        let mut scales = [0.0f32; 8];
-        let mut mins = [0.0f32; 8];
-        let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-        for j in 0..8 {
-            let xs = &x[32 * j..32 * j + 32];
-            let av_x = (xs.iter().map(|v| v * v).sum::<f32>() / 32.0).sqrt();
-            let w: Vec<f32> = xs.iter().map(|v| av_x + v.abs()).collect();
-            let (s, m) = make_qkx2_quants(xs, &w, 15, &mut l[32 * j..32 * j + 32], -1.0, 0.1, 20);
-            scales[j] = s;
-            mins[j] = m;
-            max_scale = max_scale.max(s);
-            max_min = max_min.max(m);
-        }
-        let inv_scale = if max_scale > 0.0 {
-            63.0 / max_scale
-        } else {
-            0.0
-        };
-        let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
-        let sc = &mut b[4..16];
-        sc.fill(0);
-        for j in 0..8 {
-            let ls = nearest_int(inv_scale * scales[j]).clamp(0, 63) as u8;
-            let lm = nearest_int(inv_min * mins[j]).clamp(0, 63) as u8;
-            if j < 4 {
-                sc[j] = ls;
-                sc[j + 4] = lm;
-            } else {
-                sc[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
-                sc[j - 4] |= (ls >> 4) << 6;
-                sc[j] |= (lm >> 4) << 6;
-            }
-        }
-        put_f16(b, 0, max_scale / 63.0);
-        put_f16(b, 2, max_min / 63.0);
-        let (d_all, dmin_all) = (f16_at(b, 0), f16_at(b, 2));
-        for j in 0..8 {
-            let (s, m) = scale_min_k4(j, &b[4..16]);
-            let d = d_all * s as f32;
-            if d == 0.0 {
-                continue;
-            }
-            let dm = dmin_all * m as f32;
-            for ii in 0..32 {
-                l[32 * j + ii] = nearest_int((x[32 * j + ii] + dm) / d).clamp(0, 15) as u8;
-            }
-        }
-        for (k, j) in (0..QK_K).step_by(64).enumerate() {
-            for i in 0..32 {
-                b[16 + 32 * k + i] = l[j + i] | (l[j + i + 32] << 4);
-            }
-        }
-    }
-}
-
-/// ggml's `make_qx_quants` with rmse_type 1 (weights x²): symmetric scale for `x`, levels
-/// (offset by `nmax`) in `l`.
-fn make_qx_quants(x: &[f32], nmax: i32, l: &mut [u8]) -> f32 {
-    let (amax, max) = abs_max(x);
-    if amax < 1e-15 {
-        l.iter_mut().for_each(|v| *v = 0);
-        return 0.0;
-    }
-    let levels = |iscale: f32| {
-        x.iter()
-            .map(move |&v| nearest_int(iscale * v).clamp(-nmax, nmax - 1))
-    };
-    let sums = |iscale: f32| {
-        let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
-        for (q, &v) in levels(iscale).zip(x) {
-            let w = v * v;
-            sumlx += w * v * q as f32;
-            suml2 += w * (q * q) as f32;
-        }
-        (sumlx, suml2)
-    };
-    let mut iscale = -(nmax as f32) / max;
-    for (d, q) in l.iter_mut().zip(levels(iscale)) {
-        *d = (q + nmax) as u8;
-    }
-    let (sumlx, suml2) = sums(iscale);
-    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
-    let mut best = scale * sumlx;
-    for is in -9..=9 {
-        if is == 0 {
-            continue;
-        }
-        iscale = -(nmax as f32 + 0.1 * is as f32) / max;
-        let (sumlx, suml2) = sums(iscale);
-        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
-            for (d, q) in l.iter_mut().zip(levels(iscale)) {
-                *d = (q + nmax) as u8;
-            }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
-    }
-    scale
-}
-
-pub(crate) fn q6_k_from_f32(src: &[f32], dst: &mut [u8]) {
-    for (x, b) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(210)) {
-        let mut l = [0u8; QK_K];
-        let mut scales = [0.0f32; 16];
-        let (mut max_scale, mut max_abs) = (0.0f32, 0.0f32);
-        for ib in 0..16 {
-            let s = make_qx_quants(&x[16 * ib..16 * ib + 16], 32, &mut l[16 * ib..16 * ib + 16]);
-            scales[ib] = s;
-            if s.abs() > max_abs {
-                max_abs = s.abs();
-                max_scale = s;
-            }
-        }
-        b.fill(0);
-        if max_abs < 1e-15 {
-            continue;
-        }
-        let iscale = -128.0 / max_scale;
-        put_f16(b, 208, 1.0 / iscale);
-        for ib in 0..16 {
-            b[192 + ib] = nearest_int(iscale * scales[ib]).min(127) as i8 as u8;
-        }
-        let d_all = f16_at(b, 208);
-        for j in 0..16 {
-            let d = d_all * (b[192 + j] as i8) as f32;
-            if d == 0.0 {
-                continue;
-            }
-            for ii in 0..16 {
-                l[16 * j + ii] = (nearest_int(x[16 * j + ii] / d).clamp(-32, 31) + 32) as u8;
-            }
-        }
-        for (n, j) in (0..QK_K).step_by(128).enumerate() {
-            let (ql, qh) = (64 * n, 128 + 32 * n);
-            for i in 0..32 {
-                let (q1, q2, q3, q4) = (l[j + i], l[j + i + 32], l[j + i + 64], l[j + i + 96]);
-                b[ql + i] = (q1 & 0xF) | ((q3 & 0xF) << 4);
-                b[ql + i + 32] = (q2 & 0xF) | ((q4 & 0xF) << 4);
-                b[qh + i] = (q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6);
-            }
-        }
-    }
 }

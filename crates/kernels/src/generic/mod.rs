@@ -1,10 +1,12 @@
 //! The scalar reference: what every kernel table starts from and every SIMD kernel is tested
 //! against. [`formats`] holds the GGUF block formats (dequantize, quantize, block dot products,
-//! bit-exact with ggml's `*_ref` / `*_generic` definitions); this module adds the f32/f16
+//! bit-exact with ggml's `*_ref` / `*_generic` definitions) and [`kquants`] the K-quant
+//! quantizers (bit-identical to llama-quantize's); this module adds the f32/f16
 //! helpers and builds the scalar table ([`table`]). A SIMD tier then overwrites, once, at
 //! detection, the slots it implements (`arch::*::plug_*`).
 
 pub(crate) mod formats;
+pub(crate) mod kquants;
 
 use crate::dispatch::{Kernels, Level, FORMATS, N_FORMATS};
 

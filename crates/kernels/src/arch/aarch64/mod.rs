@@ -4,7 +4,7 @@
 //! * `neon`: f16 conversions, the contract's reductions, the integer primitives ([`neon::Isa`]:
 //!   widening multiplies or `sdot`), float rows, f32/f16 helpers, activation quantizers, LSTM.
 //! * `quants`: block dots of every weight format, generic over the primitives.
-//! * `tiles`: rows × activations for Q4_0, Q8_0, Q4_1, Q4_K, Q6_K (one row × four activations;
+//! * `tiles`: rows × activations for Q4_0, Q5_0, Q8_0, Q4_1, Q5_1, Q4_K, Q6_K (one row × four activations;
 //!   two rows × four with `smmla`).
 
 mod neon;
@@ -52,6 +52,8 @@ pub(crate) unsafe fn plug_neon(k: &mut Kernels) {
     k.set_tile(DType::Q4_0, t::tile_q4_0_q8_0);
     k.set_tile(DType::Q8_0, t::tile_q8_0_q8_0);
     k.set_tile(DType::Q4_1, t::tile_q4_1_q8_1);
+    k.set_tile(DType::Q5_0, t::tile_q5_0_q8_0);
+    k.set_tile(DType::Q5_1, t::tile_q5_1_q8_1);
     k.set_tile(DType::Q4_K, t::tile_q4_k_q8_k);
     k.set_tile(DType::Q6_K, t::tile_q6_k_q8_k);
     k.dot_f32 = neon::dot_f32;
@@ -85,6 +87,8 @@ pub(crate) unsafe fn plug_dotprod(k: &mut Kernels) {
     k.set_tile(DType::Q4_0, t::tile_q4_0_q8_0);
     k.set_tile(DType::Q8_0, t::tile_q8_0_q8_0);
     k.set_tile(DType::Q4_1, t::tile_q4_1_q8_1);
+    k.set_tile(DType::Q5_0, t::tile_q5_0_q8_0);
+    k.set_tile(DType::Q5_1, t::tile_q5_1_q8_1);
     k.set_tile(DType::Q4_K, t::tile_q4_k_q8_k);
     k.set_tile(DType::Q6_K, t::tile_q6_k_q8_k);
 }
@@ -98,4 +102,6 @@ pub(crate) unsafe fn plug_i8mm(k: &mut Kernels) {
     k.set_tile(DType::Q4_0, t::tile_q4_0_q8_0);
     k.set_tile(DType::Q8_0, t::tile_q8_0_q8_0);
     k.set_tile(DType::Q4_1, t::tile_q4_1_q8_1);
+    k.set_tile(DType::Q5_0, t::tile_q5_0_q8_0);
+    k.set_tile(DType::Q5_1, t::tile_q5_1_q8_1);
 }

@@ -86,15 +86,15 @@ pub(super) unsafe fn acts(p: *const u8) -> (int8x16_t, int8x16_t) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Block-sum formats: Q4_0, Q8_0 (· Q8_0), Q4_1 (· Q8_1)
+// Block-sum formats: Q4_0, Q5_0, Q8_0 (· Q8_0), Q4_1, Q5_1 (· Q8_1)
 
-/// A block-sum weight format (Q4_0, Q8_0 against Q8_0; Q4_1 against Q8_1).
+/// A block-sum weight format (Q4_0, Q5_0, Q8_0 against Q8_0; Q4_1, Q5_1 against Q8_1).
 pub(super) trait Blocks {
     /// Weight and activation block bytes; offset of the activation quants.
     const W: usize;
     const A: usize;
     const AQ: usize;
-    /// Q4_1: `ext += m_w·s_a` per block.
+    /// Q4_1, Q5_1: `ext += m_w·s_a` per block.
     const MIN: bool;
     /// `|q| ≤ 63` (the cheaper NEON block sum applies).
     const SMALL: bool;
@@ -142,6 +142,60 @@ impl Blocks for Q4_1 {
     unsafe fn quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
         // SAFETY: the caller guarantees a 20-byte block at xb.
         unsafe { q4_1_quants(xb) }
+    }
+}
+
+/// The five-bit values of a Q5 block whose quants start at `qh_off` (the 32 high bits, then
+/// the nibbles): `v` (Q5_1) or `v − 16` (Q5_0, `SIGNED`).
+#[inline(always)]
+unsafe fn q5_quants<const SIGNED: bool>(xb: *const u8, qh_off: usize) -> (int8x16_t, int8x16_t) {
+    // SAFETY: the caller guarantees qh_off + 20 readable bytes at xb.
+    unsafe {
+        let qh = (xb.add(qh_off) as *const u32).read_unaligned();
+        let (h0, h1) = bits32(qh);
+        let (n0, n1) = nibbles(xb.add(qh_off + 4));
+        let sixteen = vdupq_n_u8(16);
+        if SIGNED {
+            // v − 16 = nibble − 16 where the high bit is clear, the nibble where it is set.
+            (
+                vsubq_s8(n0, vreinterpretq_s8_u8(vbicq_u8(sixteen, h0))),
+                vsubq_s8(n1, vreinterpretq_s8_u8(vbicq_u8(sixteen, h1))),
+            )
+        } else {
+            (
+                vorrq_s8(n0, vreinterpretq_s8_u8(vandq_u8(h0, sixteen))),
+                vorrq_s8(n1, vreinterpretq_s8_u8(vandq_u8(h1, sixteen))),
+            )
+        }
+    }
+}
+
+pub(super) struct Q5_0;
+pub(super) struct Q5_1;
+
+impl Blocks for Q5_0 {
+    const W: usize = 22;
+    const A: usize = 34;
+    const AQ: usize = 2;
+    const MIN: bool = false;
+    const SMALL: bool = true;
+    #[inline(always)]
+    unsafe fn quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
+        // SAFETY: the caller guarantees a 22-byte block at xb.
+        unsafe { q5_quants::<true>(xb, 2) }
+    }
+}
+
+impl Blocks for Q5_1 {
+    const W: usize = 24;
+    const A: usize = 36;
+    const AQ: usize = 4;
+    const MIN: bool = true;
+    const SMALL: bool = true;
+    #[inline(always)]
+    unsafe fn quants(xb: *const u8) -> (int8x16_t, int8x16_t) {
+        // SAFETY: the caller guarantees a 24-byte block at xb.
+        unsafe { q5_quants::<false>(xb, 4) }
     }
 }
 
@@ -227,7 +281,7 @@ unsafe fn block_sums<F: Blocks, I: Isa>(nb: usize, x: *const u8, y: *const u8) -
 
 /// `acc[lo, hi] = fma(d, S, acc)` lane-wise for the eight lane sums `s`.
 #[inline(always)]
-unsafe fn fma8(acc: &mut [float32x4_t; 2], s: [int32x4_t; 2], d: f32) {
+pub(super) unsafe fn fma8(acc: &mut [float32x4_t; 2], s: [int32x4_t; 2], d: f32) {
     // SAFETY: pure register arithmetic.
     unsafe {
         acc[0] = vfmaq_n_f32(acc[0], vcvtq_f32_s32(s[0]), d);
@@ -235,53 +289,10 @@ unsafe fn fma8(acc: &mut [float32x4_t; 2], s: [int32x4_t; 2], d: f32) {
     }
 }
 
-/// Q5_0 · Q8_0 and Q5_1 · Q8_1 (`MIN`): eight lanes per 32-block.
-#[inline(always)]
-unsafe fn q5_body<I: Isa, const MIN: bool>(nb: usize, x: *const u8, y: *const u8) -> f32 {
-    let (wsize, asize, qh_off, aq) = if MIN { (24, 36, 4, 4) } else { (22, 34, 2, 2) };
-    // SAFETY: x holds nb weight blocks and y nb activation blocks (the caller's guarantee).
-    unsafe {
-        let z = vdupq_n_f32(0.0);
-        let mut acc = [z, z];
-        let mut m = 0f32;
-        let sixteen = vdupq_n_u8(16);
-        for i in 0..nb {
-            let xb = x.add(i * wsize);
-            let yb = y.add(i * asize);
-            let qh = (xb.add(qh_off) as *const u32).read_unaligned();
-            let (h0, h1) = bits32(qh);
-            let (n0, n1) = nibbles(xb.add(qh_off + 4));
-            let (w0, w1) = if MIN {
-                (
-                    vorrq_s8(n0, vreinterpretq_s8_u8(vandq_u8(h0, sixteen))),
-                    vorrq_s8(n1, vreinterpretq_s8_u8(vandq_u8(h1, sixteen))),
-                )
-            } else {
-                (
-                    vsubq_s8(n0, vreinterpretq_s8_u8(vbicq_u8(sixteen, h0))),
-                    vsubq_s8(n1, vreinterpretq_s8_u8(vbicq_u8(sixteen, h1))),
-                )
-            };
-            let (a0, a1) = acts(yb.add(aq));
-            let zero = vdupq_n_s32(0);
-            let s = [I::dot4(zero, w0, a0), I::dot4(zero, w1, a1)];
-            fma8(&mut acc, s, f16_load(xb) * f16_load(yb));
-            if MIN {
-                m += f16_load(xb.add(2)) * f16_load(yb.add(2));
-            }
-        }
-        if MIN {
-            hsum8(acc[0], acc[1]) + m
-        } else {
-            hsum8(acc[0], acc[1])
-        }
-    }
-}
-
 /// `sumi[lo, hi] += scale_lo · dot4(w0, a0), scale_hi · dot4(w1, a1)`: a 32-element group of a
 /// K-quant superblock, `sc` its two per-16 scales.
 #[inline(always)]
-unsafe fn k_group<I: Isa>(
+pub(super) unsafe fn k_group<I: Isa>(
     sumi: &mut [int32x4_t; 2],
     (w0, w1): (int8x16_t, int8x16_t),
     a: *const u8,
@@ -298,7 +309,7 @@ unsafe fn k_group<I: Isa>(
 
 /// Σ min_j · (bsum_2j + bsum_2j+1) over the eight sub-blocks (Q4_K, Q5_K).
 #[inline(always)]
-unsafe fn k4_summ(mins: [u8; 8], bs: *const u8) -> i32 {
+pub(super) unsafe fn k4_summ(mins: [u8; 8], bs: *const u8) -> i32 {
     // SAFETY: the caller guarantees the 32 bytes of block sums at bs.
     unsafe {
         let b0 = vld1q_s16(bs as *const i16);
@@ -531,14 +542,14 @@ macro_rules! level_dots {
                 unsafe { block_sums::<Q4_1, $isa>(nb, x, y) }
             }
             #[target_feature(enable = $feat)]
-            unsafe fn q5_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
-                // SAFETY: operands checked by the wrapper.
-                unsafe { q5_body::<$isa, false>(nb, x, y) }
+            pub(crate) unsafe fn q5_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                // SAFETY: operands checked by the wrapper (or the calling tile).
+                unsafe { block_sums::<Q5_0, $isa>(nb, x, y) }
             }
             #[target_feature(enable = $feat)]
-            unsafe fn q5_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
-                // SAFETY: operands checked by the wrapper.
-                unsafe { q5_body::<$isa, true>(nb, x, y) }
+            pub(crate) unsafe fn q5_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
+                // SAFETY: operands checked by the wrapper (or the calling tile).
+                unsafe { block_sums::<Q5_1, $isa>(nb, x, y) }
             }
             #[target_feature(enable = $feat)]
             unsafe fn q2_k(nb: usize, x: *const u8, y: *const u8) -> f32 {

@@ -1,5 +1,5 @@
 //! Tiles (several weight rows × several activations per call, each weight block unpacked once
-//! for all of them) for Q4_0, Q8_0, Q4_1, Q4_K and Q6_K.
+//! for all of them) for Q4_0, Q5_0, Q8_0, Q4_1, Q5_1, Q4_K and Q6_K.
 //!
 //! * One row × four activations (`tile4`, `tile4_k`), generic over the integer primitives:
 //!   `sdot` at the `Dotprod` level, widening multiplies at `Neon`.
@@ -19,7 +19,9 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::neon::{f16_load, f16x4_strided, hsum4_s32, hsum8, sum_residues, Dot, Isa, Neon};
-use super::quants::{acts, nibbles, q6_k_groups, Blocks, Q4_0, Q4_1, Q8_0};
+use super::quants::{
+    acts, fma8, k4_summ, k_group, nibbles, q6_k_groups, Blocks, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+};
 use crate::contract::{by_residue, single_tail, tile_wrapper, TileGeom, TILE_MAX_BLOCKS};
 use crate::generic::formats::{scale_min_k4, QK, QK_K};
 
@@ -415,46 +417,6 @@ unsafe fn row4_q6_k<I: Isa>(nb: usize, wr: *const u8, a0: *const u8, arb: usize)
     }
 }
 
-/// `sumi[lo, hi] += scale_lo · dot4(w0, a0), scale_hi · dot4(w1, a1)` (as the single K dots).
-#[inline(always)]
-unsafe fn k_group<I: Isa>(
-    sumi: &mut [int32x4_t; 2],
-    (w0, w1): (int8x16_t, int8x16_t),
-    a: *const u8,
-    sc: (i32, i32),
-) {
-    // SAFETY: the caller guarantees 32 readable activation bytes at a.
-    unsafe {
-        let (a0, a1) = acts(a);
-        let zero = vdupq_n_s32(0);
-        sumi[0] = vmlaq_n_s32(sumi[0], I::dot4(zero, w0, a0), sc.0);
-        sumi[1] = vmlaq_n_s32(sumi[1], I::dot4(zero, w1, a1), sc.1);
-    }
-}
-
-#[inline(always)]
-unsafe fn fma8(acc: &mut [float32x4_t; 2], s: [int32x4_t; 2], d: f32) {
-    // SAFETY: pure register arithmetic.
-    unsafe {
-        acc[0] = vfmaq_n_f32(acc[0], vcvtq_f32_s32(s[0]), d);
-        acc[1] = vfmaq_n_f32(acc[1], vcvtq_f32_s32(s[1]), d);
-    }
-}
-
-/// Σ min_j · (bsum_2j + bsum_2j+1) (as the single Q4_K dot).
-#[inline(always)]
-unsafe fn k4_summ(mins: [u8; 8], bs: *const u8) -> i32 {
-    // SAFETY: the caller guarantees the 32 bytes of block sums at bs.
-    unsafe {
-        let b0 = vld1q_s16(bs as *const i16);
-        let b1 = vld1q_s16(bs.add(16) as *const i16);
-        let pairs = vpaddq_s16(b0, b1);
-        let m = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(mins.as_ptr())));
-        let p = vmlal_high_s16(vmull_s16(vget_low_s16(pairs), vget_low_s16(m)), pairs, m);
-        vaddvq_s32(p)
-    }
-}
-
 /// K-quant rows × activations, one row against four activations at a time.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
@@ -507,57 +469,38 @@ unsafe fn tile4_k(
 // ---------------------------------------------------------------------------------------------
 // Per-level bodies and wrappers
 
+/// One block-sum format's tile at one level: [`tile4`] over its single dot.
+macro_rules! block_tile {
+    ($feat:literal, $isa:ty, $name:ident, $f:ty, $single:path) => {
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = $feat)]
+        unsafe fn $name(
+            nb: usize,
+            w: *const u8,
+            rows: usize,
+            a: *const u8,
+            n: usize,
+            out: *mut f32,
+            rs: usize,
+            ts: usize,
+        ) {
+            // SAFETY: operands checked by the wrapper.
+            unsafe { tile4::<$f, $isa>(nb, w, rows, a, n, out, rs, ts, $single) }
+        }
+    };
+}
+
 macro_rules! level_tiles {
     ($isa:ty, $feat:literal, $m:ident, $dots:path) => {
         pub(crate) mod $m {
             use super::*;
             use $dots as d;
 
-            #[allow(clippy::too_many_arguments)]
-            #[target_feature(enable = $feat)]
-            unsafe fn q4_0(
-                nb: usize,
-                w: *const u8,
-                rows: usize,
-                a: *const u8,
-                n: usize,
-                out: *mut f32,
-                rs: usize,
-                ts: usize,
-            ) {
-                // SAFETY: operands checked by the wrapper.
-                unsafe { tile4::<Q4_0, $isa>(nb, w, rows, a, n, out, rs, ts, d::q4_0) }
-            }
-            #[allow(clippy::too_many_arguments)]
-            #[target_feature(enable = $feat)]
-            unsafe fn q8_0(
-                nb: usize,
-                w: *const u8,
-                rows: usize,
-                a: *const u8,
-                n: usize,
-                out: *mut f32,
-                rs: usize,
-                ts: usize,
-            ) {
-                // SAFETY: operands checked by the wrapper.
-                unsafe { tile4::<Q8_0, $isa>(nb, w, rows, a, n, out, rs, ts, d::q8_0) }
-            }
-            #[allow(clippy::too_many_arguments)]
-            #[target_feature(enable = $feat)]
-            unsafe fn q4_1(
-                nb: usize,
-                w: *const u8,
-                rows: usize,
-                a: *const u8,
-                n: usize,
-                out: *mut f32,
-                rs: usize,
-                ts: usize,
-            ) {
-                // SAFETY: operands checked by the wrapper.
-                unsafe { tile4::<Q4_1, $isa>(nb, w, rows, a, n, out, rs, ts, d::q4_1) }
-            }
+            block_tile!($feat, $isa, q4_0, Q4_0, d::q4_0);
+            block_tile!($feat, $isa, q8_0, Q8_0, d::q8_0);
+            block_tile!($feat, $isa, q4_1, Q4_1, d::q4_1);
+            block_tile!($feat, $isa, q5_0, Q5_0, d::q5_0);
+            block_tile!($feat, $isa, q5_1, Q5_1, d::q5_1);
             #[allow(clippy::too_many_arguments)]
             #[target_feature(enable = $feat)]
             unsafe fn q4_k(
@@ -600,6 +543,8 @@ macro_rules! level_tiles {
             tile_wrapper!(tile_q4_0_q8_0, q4_0, 18, 34, QK);
             tile_wrapper!(tile_q8_0_q8_0, q8_0, 34, 34, QK);
             tile_wrapper!(tile_q4_1_q8_1, q4_1, 20, 36, QK);
+            tile_wrapper!(tile_q5_0_q8_0, q5_0, 22, 34, QK);
+            tile_wrapper!(tile_q5_1_q8_1, q5_1, 24, 36, QK);
             tile_wrapper!(tile_q4_k_q8_k, q4_k, 144, 292, QK_K);
             tile_wrapper!(tile_q6_k_q8_k, q6_k, 210, 292, QK_K);
         }
@@ -635,8 +580,12 @@ pub(crate) mod i8mm {
     mm!(q4_0, Q4_0, d::q4_0);
     mm!(q8_0, Q8_0, d::q8_0);
     mm!(q4_1, Q4_1, d::q4_1);
+    mm!(q5_0, Q5_0, d::q5_0);
+    mm!(q5_1, Q5_1, d::q5_1);
 
     tile_wrapper!(tile_q4_0_q8_0, q4_0, 18, 34, QK);
     tile_wrapper!(tile_q8_0_q8_0, q8_0, 34, 34, QK);
     tile_wrapper!(tile_q4_1_q8_1, q4_1, 20, 36, QK);
+    tile_wrapper!(tile_q5_0_q8_0, q5_0, 22, 34, QK);
+    tile_wrapper!(tile_q5_1_q8_1, q5_1, 24, 36, QK);
 }

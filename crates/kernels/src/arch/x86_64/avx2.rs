@@ -1,4 +1,4 @@
-//! AVX2 + FMA + F16C kernels: the block dot products (Q5, K-quants, float rows), the f32/f16
+//! AVX2 + FMA + F16C kernels: the block dot products of Q2_K, Q3_K and the float rows, the f32/f16
 //! helpers, the activation quantizers and the LSTM epilogue, plus the register helpers the
 //! tiles share. Each public function is a safe wrapper plugged into a kernel table only by
 //! `plug_avx2`, after detection confirmed avx2, fma and f16c; the scalar twins live in
@@ -13,14 +13,6 @@ use std::arch::x86_64::*;
 
 use crate::contract::safe_wrapper;
 use crate::generic::formats::{QK, QK_K};
-
-/// Two f16 values at `p` (4 bytes) as f32 in lanes 0 and 1. A `movd` load: it zero-extends the
-/// register, so the conversion carries no false dependency on an accumulator.
-#[inline(always)]
-unsafe fn f16x2(p: *const u8) -> __m128 {
-    // SAFETY: caller guarantees 4 readable bytes at p and F16C enabled.
-    unsafe { _mm_cvtph_ps(_mm_loadu_si32(p)) }
-}
 
 /// One f16 at `p` (reads exactly 2 bytes), broadcast before conversion so the result does not
 /// depend on any register's old contents.
@@ -61,7 +53,7 @@ pub(super) unsafe fn nibbles32(p: *const u8) -> __m256i {
 
 /// 32 bytes, each 0xFF where the matching bit of `bits` is set.
 #[inline(always)]
-unsafe fn bits32(bits: u32) -> __m256i {
+pub(super) unsafe fn bits32(bits: u32) -> __m256i {
     // SAFETY: pure register arithmetic.
     unsafe {
         let shuf = _mm256_setr_epi64x(
@@ -76,209 +68,11 @@ unsafe fn bits32(bits: u32) -> __m256i {
     }
 }
 
-/// Σ x·y over 32 signed bytes each, as 8 f32 lanes.
-#[inline(always)]
-unsafe fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256 {
-    // SAFETY: pure register arithmetic.
-    unsafe {
-        let ax = _mm256_sign_epi8(x, x);
-        let sy = _mm256_sign_epi8(y, x);
-        let dot = _mm256_maddubs_epi16(ax, sy);
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)))
-    }
-}
-
-/// Σ x·y over 32 unsigned (x) and signed (y) bytes, as 8 f32 lanes.
-#[inline(always)]
-unsafe fn mul_sum_u8_i8(x: __m256i, y: __m256i) -> __m256 {
-    // SAFETY: pure register arithmetic.
-    unsafe {
-        let dot = _mm256_maddubs_epi16(x, y);
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)))
-    }
-}
-
-safe_wrapper!(dot_q5_0_q8_0_avx2, q5_0_q8_0, 22, 34, QK);
-safe_wrapper!(dot_q5_1_q8_1_avx2, q5_1_q8_1, 24, 36, QK);
-safe_wrapper!(dot_q4_k_q8_k_avx2, q4_k_q8_k, 144, 292, QK_K);
-safe_wrapper!(dot_q6_k_q8_k_avx2, q6_k_q8_k, 210, 292, QK_K);
 safe_wrapper!(dot_q2_k_q8_k_avx2, q2_k_q8_k, 84, 292, QK_K);
 safe_wrapper!(dot_q3_k_q8_k_avx2, q3_k_q8_k, 110, 292, QK_K);
-safe_wrapper!(dot_q5_k_q8_k_avx2, q5_k_q8_k, 176, 292, QK_K);
 safe_wrapper!(dot_f16_f32_avx2, f16_f32, 2, 4, 1);
 safe_wrapper!(dot_bf16_f32_avx2, bf16_f32, 2, 4, 1);
 safe_wrapper!(dot_f32_f32_avx2, f32_f32, 4, 4, 1);
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5_0_q8_0(nb: usize, x: *const u8, y: *const u8) -> f32 {
-    // SAFETY: x holds nb blocks of 22 bytes and y nb blocks of 34 (checked by the wrapper).
-    unsafe {
-        let mut acc = _mm256_setzero_ps();
-        for i in 0..nb {
-            let xb = x.add(i * 22);
-            let yb = y.add(i * 34);
-            let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2(xb), f16x2(yb)));
-            let qh = (xb.add(2) as *const u32).read_unaligned();
-            let hi = _mm256_andnot_si256(bits32(qh), _mm256_set1_epi8(0xF0u8 as i8));
-            let qx = _mm256_or_si256(nibbles32(xb.add(6)), hi);
-            let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
-            acc = _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc);
-        }
-        hsum_ps(acc)
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5_1_q8_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
-    // SAFETY: x holds nb blocks of 24 bytes and y nb blocks of 36 (checked by the wrapper).
-    unsafe {
-        let mut acc = _mm256_setzero_ps();
-        let mut summs = 0.0f32;
-        for i in 0..nb {
-            let xb = x.add(i * 24);
-            let yb = y.add(i * 36);
-            let p = _mm_mul_ps(f16x2(xb), f16x2(yb));
-            summs += _mm_cvtss_f32(_mm_movehdup_ps(p));
-            let d = _mm256_broadcastss_ps(p);
-            let qh = (xb.add(4) as *const u32).read_unaligned();
-            let hi = _mm256_and_si256(bits32(qh), _mm256_set1_epi8(0x10));
-            let qx = _mm256_or_si256(nibbles32(xb.add(8)), hi);
-            let qy = _mm256_loadu_si256(yb.add(4) as *const __m256i);
-            acc = _mm256_fmadd_ps(d, mul_sum_u8_i8(qx, qy), acc);
-        }
-        hsum_ps(acc) + summs
-    }
-}
-
-/// Group `j` (64 values) of a Q4_K/Q5_K block against Q8_K: `lo` and `hi` are its two halves
-/// as unsigned bytes; returns their dot with the activations, each half times its 6-bit scale,
-/// and the min correction `m·Σ activations` of both halves (from the Q8_K block sums).
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn k4_group(
-    j: usize,
-    sc: &[u8],
-    bs: *const i16,
-    q8: *const u8,
-    lo: __m256i,
-    hi: __m256i,
-) -> (__m256i, i32) {
-    // SAFETY: bs points to the 16 block sums and q8 to the 256 activations of one Q8_K block
-    // (guaranteed by the calling kernel); j < 4.
-    unsafe {
-        let (s1, m1) = crate::generic::formats::scale_min_k4(2 * j, sc);
-        let (s2, m2) = crate::generic::formats::scale_min_k4(2 * j + 1, sc);
-        let bsum = |k: usize| i32::from(bs.add(k).read_unaligned());
-        let summ = i32::from(m1) * (bsum(4 * j) + bsum(4 * j + 1))
-            + i32::from(m2) * (bsum(4 * j + 2) + bsum(4 * j + 3));
-        let y1 = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
-        let y2 = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
-        let p1 = _mm256_madd_epi16(
-            _mm256_maddubs_epi16(lo, y1),
-            _mm256_set1_epi16(i16::from(s1)),
-        );
-        let p2 = _mm256_madd_epi16(
-            _mm256_maddubs_epi16(hi, y2),
-            _mm256_set1_epi16(i16::from(s2)),
-        );
-        (_mm256_add_epi32(p1, p2), summ)
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_k_q8_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
-    // SAFETY: x holds nb blocks of 144 bytes and y nb blocks of 292 (checked by the wrapper).
-    unsafe {
-        let mut acc = _mm256_setzero_ps();
-        let mut acc_m = 0.0f32;
-        let m4 = _mm256_set1_epi8(0x0F);
-        for i in 0..nb {
-            let xb = x.add(i * 144);
-            let yb = y.add(i * 292);
-            let dy = (yb as *const f32).read_unaligned();
-            let d = dy * f16_load(xb);
-            let dmin = dy * f16_load(xb.add(2));
-            let sc = std::slice::from_raw_parts(xb.add(4), 12);
-            let q8 = yb.add(4);
-            let bs = yb.add(260) as *const i16;
-            let mut sumi = _mm256_setzero_si256();
-            let mut summ = 0i32;
-            for j in 0..4 {
-                let q4 = _mm256_loadu_si256(xb.add(16 + 32 * j) as *const __m256i);
-                let lo = _mm256_and_si256(q4, m4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-                let (p, m) = k4_group(j, sc, bs, q8, lo, hi);
-                sumi = _mm256_add_epi32(sumi, p);
-                summ += m;
-            }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-            acc_m += dmin * summ as f32;
-        }
-        hsum_ps(acc) - acc_m
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q6_k_q8_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
-    // SAFETY: x holds nb blocks of 210 bytes and y nb blocks of 292 (checked by the wrapper).
-    unsafe {
-        let mut acc = _mm256_setzero_ps();
-        let m4 = _mm256_set1_epi8(0x0F);
-        let m2 = _mm256_set1_epi8(0x03);
-        let m32 = _mm256_set1_epi8(32);
-        for i in 0..nb {
-            let xb = x.add(i * 210);
-            let yb = y.add(i * 292);
-            let d = (yb as *const f32).read_unaligned() * f16_load(xb.add(208));
-            let mut sumi = _mm256_setzero_si256();
-            for n in 0..2 {
-                let ql = xb.add(64 * n);
-                let qh = _mm256_loadu_si256(xb.add(128 + 32 * n) as *const __m256i);
-                let sc = xb.add(192 + 8 * n) as *const i8;
-                let q8 = yb.add(4 + 128 * n);
-                let ql0 = _mm256_loadu_si256(ql as *const __m256i);
-                let ql1 = _mm256_loadu_si256(ql.add(32) as *const __m256i);
-                // the four 32-element groups: (low nibble of ql0, qh bits 0-1), (low of ql1,
-                // bits 2-3), (high of ql0, bits 4-5), (high of ql1, bits 6-7)
-                let groups = [
-                    _mm256_or_si256(
-                        _mm256_and_si256(ql0, m4),
-                        _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(ql1, m4),
-                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4),
-                    ),
-                ];
-                for (g, q) in groups.iter().enumerate() {
-                    let y8 = _mm256_loadu_si256(q8.add(32 * g) as *const __m256i);
-                    // (q - 32)·y = q·y - 32·y, both via maddubs with unsigned q and 32.
-                    let p = _mm256_sub_epi16(
-                        _mm256_maddubs_epi16(*q, y8),
-                        _mm256_maddubs_epi16(m32, y8),
-                    );
-                    // the 16 lanes of p: first 8 belong to scale 2g, last 8 to scale 2g+1
-                    let s0 = i16::from(*sc.add(2 * g));
-                    let s1 = i16::from(*sc.add(2 * g + 1));
-                    let scales = _mm256_setr_epi16(
-                        s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1,
-                    );
-                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scales));
-                }
-            }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        }
-        hsum_ps(acc)
-    }
-}
 
 /// 16 i16 lanes: the first 8 `s0`, the last 8 `s1` (per-16-element scales of a 32-byte group
 /// after maddubs).
@@ -382,49 +176,6 @@ unsafe fn q3_k_q8_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         }
         hsum_ps(acc)
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5_k_q8_k(nb: usize, x: *const u8, y: *const u8) -> f32 {
-    // SAFETY: x holds nb blocks of 176 bytes and y nb blocks of 292 (checked by the wrapper).
-    unsafe {
-        let mut acc = _mm256_setzero_ps();
-        let mut acc_m = 0.0f32;
-        let m4 = _mm256_set1_epi8(0x0F);
-        let sixteen = _mm256_set1_epi8(16);
-        for i in 0..nb {
-            let xb = x.add(i * 176);
-            let yb = y.add(i * 292);
-            let dy = (yb as *const f32).read_unaligned();
-            let d = dy * f16_load(xb);
-            let dmin = dy * f16_load(xb.add(2));
-            let sc = std::slice::from_raw_parts(xb.add(4), 12);
-            let qh = _mm256_loadu_si256(xb.add(16) as *const __m256i);
-            let q8 = yb.add(4);
-            let bs = yb.add(260) as *const i16;
-            let mut sumi = _mm256_setzero_si256();
-            let mut summ = 0i32;
-            for j in 0..4 {
-                let q4 = _mm256_loadu_si256(xb.add(48 + 32 * j) as *const __m256i);
-                let h1 = _mm256_and_si256(
-                    bit_set(qh, _mm256_set1_epi8((1u8 << (2 * j)) as i8)),
-                    sixteen,
-                );
-                let h2 = _mm256_and_si256(
-                    bit_set(qh, _mm256_set1_epi8((2u8 << (2 * j)) as i8)),
-                    sixteen,
-                );
-                let lo = _mm256_or_si256(_mm256_and_si256(q4, m4), h1);
-                let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4, 4), m4), h2);
-                let (p, m) = k4_group(j, sc, bs, q8, lo, hi);
-                sumi = _mm256_add_epi32(sumi, p);
-                summ += m;
-            }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-            acc_m += dmin * summ as f32;
-        }
-        hsum_ps(acc) - acc_m
     }
 }
 

@@ -1,12 +1,15 @@
-//! AVX2 integer-sum kernels for Q8_0, Q4_0 and Q4_1 weights against 8-bit activations: the
-//! single-vector dots and the tiles (rows × four activations per weight-block load), both in
-//! the contract's block-sum order (`crate::contract`), so a tile gives exactly the dot.
+//! AVX2 integer-sum kernels for the 32-block formats (Q8_0, Q4_0, Q5_0 against Q8_0; Q4_1,
+//! Q5_1 against Q8_1): the single-vector dots and the four-activation tiles (rows × four
+//! activations per weight-block load), both in the contract's block-sum order
+//! (`crate::contract`), so a tile gives exactly the dot. The four-activation tile is the AVX2
+//! table's tile for Q8_0; for the others it takes the rows the eight-row tile (`tile8`) leaves.
 
 #![allow(clippy::missing_safety_doc)]
 
 use std::arch::x86_64::*;
 
-use super::avx2::{f16_load, nibbles32};
+use super::avx2::{bits32, f16_load, nibbles32};
+use super::rows;
 use crate::contract::{
     by_residue, safe_wrapper, single_tail, tile_wrapper, TileGeom, TILE_MAX_BLOCKS,
 };
@@ -15,6 +18,8 @@ use crate::generic::formats::QK;
 safe_wrapper!(dot_q4_0_q8_0_avx2, q4_0_q8_0, 18, 34, QK);
 safe_wrapper!(dot_q4_1_q8_1_avx2, q4_1_q8_1, 20, 36, QK);
 safe_wrapper!(dot_q8_0_q8_0_avx2, q8_0_q8_0, 34, 34, QK);
+safe_wrapper!(dot_q5_0_q8_0_avx2, q5_0_q8_0, 22, 34, QK);
+safe_wrapper!(dot_q5_1_q8_1_avx2, q5_1_q8_1, 24, 36, QK);
 
 // ---------------------------------------------------------------------------------------------
 // Tile kernels: out[r · row_stride + t · tok_stride] = W_r · A_t for `rows` weight rows and `n_acts`
@@ -25,7 +30,7 @@ safe_wrapper!(dot_q8_0_q8_0_avx2, q8_0_q8_0, 34, 34, QK);
 const PREFETCH_BYTES: usize = 2048;
 
 #[inline(always)]
-fn prefetch_ahead(p: *const u8) {
+pub(super) fn prefetch_ahead(p: *const u8) {
     // SAFETY: a prefetch is a hint: it never faults, whatever the address, and reads nothing
     // into the program's state. `wrapping_add` keeps the pointer arithmetic defined.
     unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES) as *const i8) }
@@ -40,12 +45,23 @@ const ROW_PREFETCH_BYTES: usize = 4096;
 /// prefetcher stops at every 4 KiB page of the mapped file.
 #[inline(always)]
 pub(super) fn prefetch_row(row: *const u8, bytes: usize) {
-    let mut off = 0;
-    while off < bytes {
+    let fetch = |off: usize| {
         let p = row.wrapping_add(off + ROW_PREFETCH_BYTES);
         // SAFETY: a prefetch is a hint: it never faults, whatever the address, and reads
         // nothing into the program's state. `wrapping_add` keeps the arithmetic defined.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+    };
+    // Four cache lines per step, then the rest.
+    let mut off = 0;
+    while off + 256 <= bytes {
+        fetch(off);
+        fetch(off + 64);
+        fetch(off + 128);
+        fetch(off + 192);
+        off += 256;
+    }
+    while off < bytes {
+        fetch(off);
         off += 64;
     }
 }
@@ -116,6 +132,53 @@ unsafe fn quants_q4_0(xb: *const u8) -> (__m256i, __m256i) {
         let qx = _mm256_sub_epi8(nibbles32(xb.add(2)), _mm256_set1_epi8(8));
         (_mm256_sign_epi8(qx, qx), qx)
     }
+}
+
+/// (|q|, q) of a Q5_0 block's quants (five bits minus 16). Where the fifth bit is clear,
+/// `nibble | 0xF0` is the nibble minus 16 as a signed byte; where it is set, the nibble is
+/// already q.
+#[inline(always)]
+unsafe fn quants_q5_0(xb: *const u8) -> (__m256i, __m256i) {
+    // SAFETY: the caller guarantees a 22-byte block at xb.
+    unsafe {
+        let qh = (xb.add(2) as *const u32).read_unaligned();
+        let hi = _mm256_andnot_si256(bits32(qh), _mm256_set1_epi8(0xF0u8 as i8));
+        let qx = _mm256_or_si256(nibbles32(xb.add(6)), hi);
+        (_mm256_sign_epi8(qx, qx), qx)
+    }
+}
+
+/// 32 five-bit values: the nibbles of the 16 bytes at `qs` with the fifth bit from the bits of
+/// the u32 at `qh` (element e's bit e).
+#[inline(always)]
+pub(super) unsafe fn nibbles5(qs: *const u8, qh: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 16 readable bytes at qs and 4 at qh.
+    unsafe {
+        let bits = (qh as *const u32).read_unaligned();
+        let hi = _mm256_and_si256(bits32(bits), _mm256_set1_epi8(0x10));
+        _mm256_or_si256(nibbles32(qs), hi)
+    }
+}
+
+/// The unsigned quants of a Q5_0 block (q + 16).
+#[inline(always)]
+pub(super) unsafe fn unsigned_q5_0(xb: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees a 22-byte block at xb.
+    unsafe { nibbles5(xb.add(6), xb.add(2)) }
+}
+
+/// The quants of a Q4_1 block (unsigned nibbles).
+#[inline(always)]
+pub(super) unsafe fn unsigned_q4_1(xb: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees a 20-byte block at xb.
+    unsafe { nibbles32(xb.add(4)) }
+}
+
+/// The quants of a Q5_1 block (unsigned five-bit values).
+#[inline(always)]
+pub(super) unsafe fn unsigned_q5_1(xb: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees a 24-byte block at xb.
+    unsafe { nibbles5(xb.add(8), xb.add(4)) }
 }
 
 /// Per lane: (acc0 + acc1) + (acc2 + acc3), the fixed order both kernel kinds use.
@@ -204,7 +267,7 @@ macro_rules! int_kernels {
     (@asum [unsigned($uq:ident, $off:expr)], $dst:expr, $y:expr, $arb:expr) => {
         $dst = asum4_times($y, $arb, $off)
     };
-    ($single:ident, $tile:ident, $tile_inner:ident, $wsize:expr, $quants:ident, $mode:tt) => {
+    ($fmt:ty, $single:ident, $tile_inner:ident, $wsize:expr, $quants:ident, $mode:tt) => {
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn $single(nb: usize, x: *const u8, y: *const u8) -> f32 {
@@ -245,8 +308,6 @@ macro_rules! int_kernels {
                 sum_lanes(acc)
             }
         }
-
-        tile_wrapper!($tile, $tile_inner, $wsize, 34, QK);
 
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -299,28 +360,67 @@ macro_rules! int_kernels {
                 }
                 // The activations left over (or rows too long for `ad`): one at a time.
                 let geom = TileGeom { rows, wrb, arb, row_stride, tok_stride };
-                single_tail(&geom, w, a, t, n_acts, out, prefetch_row, |w, a| $single(nb, w, a));
+                rest::<$fmt>(nb, &geom, w, a, t, n_acts, out, |w, a| $single(nb, w, a));
             }
         }
     };
 }
 
 int_kernels!(
+    rows::Q8_0,
     q8_0_q8_0,
-    tile_q8_0_q8_0_avx2,
     tile_q8_0_q8_0,
     34,
     quants_q8_0,
     [signed]
 );
 int_kernels!(
+    rows::Q4_0,
     q4_0_q8_0,
-    tile_q4_0_q8_0_avx2,
     tile_q4_0_q8_0,
     18,
     quants_q4_0,
     [unsigned(nibbles_q4_0, 8)]
 );
+int_kernels!(
+    rows::Q5_0,
+    q5_0_q8_0,
+    tile_q5_0_q8_0,
+    22,
+    quants_q5_0,
+    [unsigned(unsigned_q5_0, 16)]
+);
+
+/// The activations `t..n_acts` a tile leaves over: with fewer than four and rows that fit,
+/// the row path (`rows::singles`, activation data once per call), else `dot` per element.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn rest<F: rows::Format>(
+    nb: usize,
+    g: &TileGeom,
+    w: *const u8,
+    a: *const u8,
+    t: usize,
+    n_acts: usize,
+    out: *mut f32,
+    dot: impl Fn(*const u8, *const u8) -> f32,
+) {
+    // SAFETY: the operands of a tile call as `g` lays them out (the caller's guarantee).
+    unsafe {
+        if n_acts - t < 4 && nb <= rows::MAX_BLOCKS {
+            if t < n_acts {
+                let (a, out) = (a.add(t * g.arb), out.add(t * g.tok_stride));
+                rows::singles::<F, rows::Avx2>(nb, g, w, a, n_acts - t, out);
+            }
+        } else {
+            single_tail(g, w, a, t, n_acts, out, prefetch_row, dot);
+        }
+    }
+}
+
+// Q8_0's tile at AVX2 (the eight-row tile of `tile8` takes the other formats; these bodies
+// remain for its leftover rows).
+tile_wrapper!(tile_q8_0_q8_0_avx2, tile_q8_0_q8_0, 34, 34, QK);
 
 /// Lanes 0..4 of `acc` as four single-lane vectors summed by [`sum_residues`]: lane 0 of the
 /// result is what the tile computes for one activation.
@@ -353,58 +453,132 @@ unsafe fn f16_pairs4(p: *const u8, stride: usize, m: usize) -> __m256 {
     }
 }
 
-/// Q4_1 · Q8_1 with integer block sums: Σ (d_w·q + m_w)(d_a·a) = d_w·d_a·Σq·a + m_w·s_a, where
-/// `s_a` is the activation block's stored d_a·Σa. The first term accumulates by block residue
-/// as in `int_kernels!`, the second as rounded products added by residue.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_1_q8_1(nb: usize, x: *const u8, y: *const u8) -> f32 {
-    // SAFETY: x holds nb blocks of 20 bytes and y nb blocks of 36 (checked by the wrapper).
-    unsafe {
-        macro_rules! group {
-            ($i:expr, $m:expr) => {{
-                let (i, m) = ($i, $m);
-                let part = |j: usize| {
-                    if j < m {
-                        isum_q4_1(nibbles32(x.add((i + j) * 20 + 4)), y.add((i + j) * 36))
-                    } else {
-                        _mm256_setzero_si256()
+/// Weights with a minimum against Q8_1 (Q4_1, Q5_1) with integer block sums:
+/// Σ (d_w·q + m_w)(d_a·a) = d_w·d_a·Σq·a + m_w·s_a, where `s_a` is the activation block's
+/// stored d_a·Σa. The first term accumulates by block residue as in `int_kernels!`, the second
+/// as rounded products added by residue. `$unsigned` gives a block's quants (unsigned).
+macro_rules! min_kernels {
+    ($fmt:ty, $single:ident, $tile_inner:ident, $wsize:expr, $unsigned:ident) => {
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $single(nb: usize, x: *const u8, y: *const u8) -> f32 {
+            // SAFETY: x holds nb weight blocks and y nb Q8_1 blocks (checked by the wrapper).
+            unsafe {
+                macro_rules! group {
+                    ($i:expr, $m:expr) => {{
+                        let (i, m) = ($i, $m);
+                        let part = |j: usize| {
+                            if j < m {
+                                isum_q8_1($unsigned(x.add((i + j) * $wsize)), y.add((i + j) * 36))
+                            } else {
+                                _mm256_setzero_si256()
+                            }
+                        };
+                        let s = hsum4_epi32(part(0), part(1), part(2), part(3));
+                        // [d_w·d_a, m_w·s_a] of each block, interleaved, then split.
+                        let p = _mm256_mul_ps(
+                            f16_pairs4(x.add(i * $wsize), $wsize, m),
+                            f16_pairs4(y.add(i * 36), 36, m),
+                        );
+                        let p =
+                            _mm256_permutevar8x32_ps(p, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+                        (
+                            _mm256_castps256_ps128(p),
+                            _mm_cvtepi32_ps(s),
+                            _mm256_extractf128_ps::<1>(p),
+                        )
+                    }};
+                }
+                let (mut acc, mut ext) = (_mm_setzero_ps(), _mm_setzero_ps());
+                let mut i = 0;
+                while i + 4 <= nb {
+                    let (d, s, ms) = group!(i, 4);
+                    acc = _mm_fmadd_ps(d, s, acc);
+                    ext = _mm_add_ps(ext, ms);
+                    i += 4;
+                }
+                if i < nb {
+                    let (d, s, ms) = group!(i, nb - i);
+                    acc = _mm_fmadd_ps(d, s, acc);
+                    ext = _mm_add_ps(ext, ms);
+                }
+                sum_lanes(acc) + sum_lanes(ext)
+            }
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(super) unsafe fn $tile_inner(
+            nb: usize,
+            w: *const u8,
+            rows: usize,
+            a: *const u8,
+            n_acts: usize,
+            out: *mut f32,
+            row_stride: usize,
+            tok_stride: usize,
+        ) {
+            // SAFETY: w holds rows·nb weight blocks, a n_acts·nb blocks of 36 bytes and out
+            // (rows-1)·row_stride + (n_acts-1)·tok_stride + 1 values (checked by the wrapper).
+            unsafe {
+                let (wrb, arb) = (nb * $wsize, nb * 36);
+                let mut t = 0;
+                let mut ad = [_mm_setzero_ps(); TILE_MAX_BLOCKS];
+                let mut sa = [_mm_setzero_ps(); TILE_MAX_BLOCKS];
+                while t + 4 <= n_acts && nb <= TILE_MAX_BLOCKS {
+                    let a0 = a.add(t * arb);
+                    for i in 0..nb {
+                        ad[i] = f16x4_strided(a0.add(i * 36), arb, 4);
+                        sa[i] = f16x4_strided(a0.add(i * 36 + 2), arb, 4);
                     }
+                    for r in 0..rows {
+                        let wr = w.add(r * wrb);
+                        let mut accs = [_mm_setzero_ps(); 4];
+                        let mut exts = [_mm_setzero_ps(); 4];
+                        macro_rules! block {
+                            ($i:expr, $k:literal) => {{
+                                let i = $i;
+                                let xb = wr.add(i * $wsize);
+                                prefetch_ahead(xb);
+                                let qx = $unsigned(xb);
+                                let y = a0.add(i * 36);
+                                let s = hsum4_epi32(
+                                    isum_q8_1(qx, y),
+                                    isum_q8_1(qx, y.add(arb)),
+                                    isum_q8_1(qx, y.add(2 * arb)),
+                                    isum_q8_1(qx, y.add(3 * arb)),
+                                );
+                                let d = _mm_mul_ps(_mm_set1_ps(f16_load(xb)), ad[i]);
+                                accs[$k] = _mm_fmadd_ps(d, _mm_cvtepi32_ps(s), accs[$k]);
+                                let ms = _mm_mul_ps(_mm_set1_ps(f16_load(xb.add(2))), sa[i]);
+                                exts[$k] = _mm_add_ps(exts[$k], ms);
+                            }};
+                        }
+                        by_residue!(nb, block);
+                        let sum = _mm_add_ps(
+                            sum_residues(accs[0], accs[1], accs[2], accs[3]),
+                            sum_residues(exts[0], exts[1], exts[2], exts[3]),
+                        );
+                        store4(out.add(r * row_stride + t * tok_stride), tok_stride, sum);
+                    }
+                    t += 4;
+                }
+                let geom = TileGeom {
+                    rows,
+                    wrb,
+                    arb,
+                    row_stride,
+                    tok_stride,
                 };
-                let s = hsum4_epi32(part(0), part(1), part(2), part(3));
-                // [d_w·d_a, m_w·s_a] of each block, interleaved, then split.
-                let p = _mm256_mul_ps(
-                    f16_pairs4(x.add(i * 20), 20, m),
-                    f16_pairs4(y.add(i * 36), 36, m),
-                );
-                let p = _mm256_permutevar8x32_ps(p, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
-                (
-                    _mm256_castps256_ps128(p),
-                    _mm_cvtepi32_ps(s),
-                    _mm256_extractf128_ps::<1>(p),
-                )
-            }};
+                rest::<$fmt>(nb, &geom, w, a, t, n_acts, out, |w, a| $single(nb, w, a));
+            }
         }
-        let (mut acc, mut ext) = (_mm_setzero_ps(), _mm_setzero_ps());
-        let mut i = 0;
-        while i + 4 <= nb {
-            let (d, s, ms) = group!(i, 4);
-            acc = _mm_fmadd_ps(d, s, acc);
-            ext = _mm_add_ps(ext, ms);
-            i += 4;
-        }
-        if i < nb {
-            let (d, s, ms) = group!(i, nb - i);
-            acc = _mm_fmadd_ps(d, s, acc);
-            ext = _mm_add_ps(ext, ms);
-        }
-        sum_lanes(acc) + sum_lanes(ext)
-    }
+    };
 }
 
 /// Eight i32 partial sums of 32 unsigned weight quants times the Q8_1 activation block at `y`.
 #[inline(always)]
-unsafe fn isum_q4_1(qx: __m256i, y: *const u8) -> __m256i {
+unsafe fn isum_q8_1(qx: __m256i, y: *const u8) -> __m256i {
     // SAFETY: the caller guarantees a 36-byte block at y.
     unsafe {
         let qy = _mm256_loadu_si256(y.add(4) as *const __m256i);
@@ -412,74 +586,5 @@ unsafe fn isum_q4_1(qx: __m256i, y: *const u8) -> __m256i {
     }
 }
 
-tile_wrapper!(tile_q4_1_q8_1_avx2, tile_q4_1_q8_1, 20, 36, QK);
-
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn tile_q4_1_q8_1(
-    nb: usize,
-    w: *const u8,
-    rows: usize,
-    a: *const u8,
-    n_acts: usize,
-    out: *mut f32,
-    row_stride: usize,
-    tok_stride: usize,
-) {
-    // SAFETY: w holds rows·nb blocks of 20 bytes, a n_acts·nb blocks of 36 and out
-    // (rows-1)·row_stride + (n_acts-1)·tok_stride + 1 values (checked by the wrapper).
-    unsafe {
-        let (wrb, arb) = (nb * 20, nb * 36);
-        let mut t = 0;
-        let mut ad = [_mm_setzero_ps(); TILE_MAX_BLOCKS];
-        let mut sa = [_mm_setzero_ps(); TILE_MAX_BLOCKS];
-        while t + 4 <= n_acts && nb <= TILE_MAX_BLOCKS {
-            let a0 = a.add(t * arb);
-            for i in 0..nb {
-                ad[i] = f16x4_strided(a0.add(i * 36), arb, 4);
-                sa[i] = f16x4_strided(a0.add(i * 36 + 2), arb, 4);
-            }
-            for r in 0..rows {
-                let wr = w.add(r * wrb);
-                let mut accs = [_mm_setzero_ps(); 4];
-                let mut exts = [_mm_setzero_ps(); 4];
-                macro_rules! block {
-                    ($i:expr, $k:literal) => {{
-                        let i = $i;
-                        let xb = wr.add(i * 20);
-                        prefetch_ahead(xb);
-                        let qx = nibbles32(xb.add(4));
-                        let y = a0.add(i * 36);
-                        let s = hsum4_epi32(
-                            isum_q4_1(qx, y),
-                            isum_q4_1(qx, y.add(arb)),
-                            isum_q4_1(qx, y.add(2 * arb)),
-                            isum_q4_1(qx, y.add(3 * arb)),
-                        );
-                        let d = _mm_mul_ps(_mm_set1_ps(f16_load(xb)), ad[i]);
-                        accs[$k] = _mm_fmadd_ps(d, _mm_cvtepi32_ps(s), accs[$k]);
-                        let ms = _mm_mul_ps(_mm_set1_ps(f16_load(xb.add(2))), sa[i]);
-                        exts[$k] = _mm_add_ps(exts[$k], ms);
-                    }};
-                }
-                by_residue!(nb, block);
-                let sum = _mm_add_ps(
-                    sum_residues(accs[0], accs[1], accs[2], accs[3]),
-                    sum_residues(exts[0], exts[1], exts[2], exts[3]),
-                );
-                store4(out.add(r * row_stride + t * tok_stride), tok_stride, sum);
-            }
-            t += 4;
-        }
-        let geom = TileGeom {
-            rows,
-            wrb,
-            arb,
-            row_stride,
-            tok_stride,
-        };
-        single_tail(&geom, w, a, t, n_acts, out, prefetch_row, |w, a| {
-            q4_1_q8_1(nb, w, a)
-        });
-    }
-}
+min_kernels!(rows::Q4_1, q4_1_q8_1, tile_q4_1_q8_1, 20, unsigned_q4_1);
+min_kernels!(rows::Q5_1, q5_1_q8_1, tile_q5_1_q8_1, 24, unsigned_q5_1);
