@@ -310,13 +310,64 @@ impl Session {
         sessions: &mut [&mut Session],
         tokens: &[u32],
     ) -> Result<Vec<Vec<f32>>, TransformerError> {
-        // TODO(batched): first version, one session after another.
-        let mut out = Vec::with_capacity(sessions.len());
-        for (s, &t) in sessions.iter_mut().zip(tokens) {
-            let pos = s.n_past();
-            out.push(s.forward(&[t], pos)?);
+        if sessions.len() != tokens.len() {
+            return Err(TransformerError::BadConfig {
+                what: format!(
+                    "decode_many: {} sessions but {} tokens",
+                    sessions.len(),
+                    tokens.len()
+                ),
+            });
         }
-        Ok(out)
+        let Some(first) = sessions.first() else {
+            return Ok(Vec::new());
+        };
+        let (model, engine) = (Arc::clone(&first.model), first.engine.clone());
+        let (kernels, precision, kv_type) = (first.kernels, first.precision, first.kv.kv_type());
+        for (s, &t) in sessions.iter().zip(tokens) {
+            if !Arc::ptr_eq(&s.model, &model)
+                || !std::ptr::eq(s.kernels, kernels)
+                || s.precision != precision
+                || s.kv.kv_type() != kv_type
+            {
+                return Err(TransformerError::BadConfig {
+                    what: "decode_many: the sessions differ in model, kernel level, precision \
+                           or KV type"
+                        .into(),
+                });
+            }
+            s.check_input(&[t], s.n_past)?;
+        }
+        if sessions.len() == 1 {
+            let s = &mut *sessions[0];
+            let pos = s.n_past;
+            return Ok(vec![s.forward(&[tokens[0]], pos)?]);
+        }
+        let m = &*model;
+        // The first session's scratch holds the batch.
+        let mut scratch = std::mem::take(&mut sessions[0].s);
+        let logits = engine.install(|| -> Result<Vec<f32>, TransformerError> {
+            let scratch = &mut scratch;
+            embed(m, kernels, tokens, &mut scratch.x)?;
+            let mut segs: Vec<Segment<'_>> = sessions
+                .iter_mut()
+                .map(|s| {
+                    let pos = s.n_past;
+                    s.segment(pos, 1).0
+                })
+                .collect();
+            let mut clock = Clock::new(false);
+            layers(m, kernels, precision, scratch, &mut segs, &mut clock)?;
+            output_logits(m, kernels, precision, scratch, 0)
+        });
+        sessions[0].s = scratch;
+        let logits = logits?;
+        for (s, &t) in sessions.iter_mut().zip(tokens) {
+            s.n_past += 1;
+            s.tokens.push(t);
+        }
+        let vocab = m.config.vocab_size;
+        Ok(logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
     }
 
     /// Bytes allocated for the KV cache now.
@@ -442,19 +493,11 @@ impl Session {
         let model = Arc::clone(&self.model);
         let m = &*model;
         let k = self.kernels;
-        let c = &m.config;
         let started = Instant::now();
         let mut clock = Clock::new(self.profiling);
-        let (t_n, d) = (tokens.len(), c.d_model);
+        let t_n = tokens.len();
         let s = &mut self.s;
-        s.x.resize(t_n * d, 0.0);
-        let emb = m.matrix(k, &m.token_embd);
-        for (row, &tok) in s.x.chunks_exact_mut(d).zip(tokens) {
-            emb.dequantize_row(tok as usize, row)?;
-            if let Some(scale) = m.arch.embedding_scale {
-                row.iter_mut().for_each(|x| *x *= scale);
-            }
-        }
+        embed(m, k, tokens, &mut s.x)?;
         let threads = rayon::current_num_threads();
         if t_n == 1 && self.use_team && threads > 1 && self.precision == Precision::Quantized {
             if self.team.as_ref().is_none_or(|t| t.threads() != threads) {
@@ -475,7 +518,9 @@ impl Session {
             clock.matmul = matmul;
             clock.attention = attention;
         } else {
-            self.layers(t_n, pos, &mut clock)?;
+            let (precision, kernels) = (self.precision, self.kernels);
+            let (seg, s) = self.segment(pos, t_n);
+            layers(m, kernels, precision, s, &mut [seg], &mut clock)?;
         }
         let s = &mut self.s;
         self.n_past = pos + t_n;
@@ -493,54 +538,65 @@ impl Session {
             Some(Logits::All) => 0,
             Some(Logits::From(start)) => start.min(t_n - 1),
         };
-        let rows = t_n - first;
-        s.xn.resize(rows * d, 0.0);
-        for (xr, nr) in s.x[first * d..]
-            .chunks_exact(d)
-            .zip(s.xn.chunks_exact_mut(d))
-        {
-            ops::rmsnorm(xr, &m.output_norm, c.rms_eps, nr);
-        }
-        let mut logits = vec![0.0f32; rows * c.vocab_size];
         clock.start();
-        project(
-            m,
-            k,
-            self.precision,
-            &mut s.act,
-            &s.xn,
-            &mut [(&m.output, &mut logits)],
-        )?;
+        let logits = output_logits(m, k, self.precision, s, first)?;
         clock.stop(Part::Matmul);
-        if let Some(cap) = m.arch.final_logit_softcap {
-            let inv = 1.0 / cap;
-            logits.iter_mut().for_each(|l| *l = (*l * inv).tanh() * cap);
-        }
         if self.profiling {
             self.profile = clock.profile(t_n, pos, started);
         }
         Ok(logits)
     }
 
-    /// Every layer for `t_n` tokens at `pos..`, forking the pool around each product.
-    fn layers(
-        &mut self,
-        t_n: usize,
-        pos: usize,
-        clock: &mut Clock,
-    ) -> Result<(), TransformerError> {
-        let m = &*self.model;
-        let k = self.kernels;
+    /// This session's cache as the one segment of a batch of `rows` tokens at `pos..`.
+    fn segment(&mut self, pos: usize, rows: usize) -> (Segment<'_>, &mut Scratch) {
+        let seg = Segment {
+            kv: &mut self.kv,
+            pos,
+            rows,
+            windows: &self.windows,
+            freqs: &self.freqs,
+            max_ctx: self.max_ctx,
+        };
+        (seg, &mut self.s)
+    }
+}
+
+/// The rows of a batch that belong to one session: `rows` tokens at positions `pos..`, which
+/// attend to (and are appended to) that session's cache.
+struct Segment<'a> {
+    kv: &'a mut KvCache,
+    pos: usize,
+    rows: usize,
+    windows: &'a [Option<usize>],
+    freqs: &'a [Vec<f32>],
+    max_ctx: usize,
+}
+
+/// Every layer for a batch of rows in `s.x`, made of consecutive segments (one per session:
+/// the products run once over all rows, each row attends to its own segment's cache), forking
+/// the pool around each product.
+fn layers(
+    m: &Model,
+    k: &'static Kernels,
+    precision: Precision,
+    s: &mut Scratch,
+    segs: &mut [Segment<'_>],
+    clock: &mut Clock,
+) -> Result<(), TransformerError> {
+    {
         let c = &m.config;
         let (d, qd, kvd) = (c.d_model, c.q_dim(), c.kv_dim());
-        let s = &mut self.s;
-        // Each RoPE table's angles for the batch's positions, once per pass.
-        s.angles.resize_with(self.freqs.len(), Vec::new);
-        for (angles, freqs) in s.angles.iter_mut().zip(&self.freqs) {
+        let t_n: usize = segs.iter().map(|g| g.rows).sum();
+        // Each RoPE table's angles for every row's position, once per pass.
+        let tables = segs.first().map_or(0, |g| g.freqs.len());
+        s.angles.resize_with(tables, Vec::new);
+        for (i, angles) in s.angles.iter_mut().enumerate() {
             angles.clear();
-            for t in 0..t_n {
-                ops::rope_angles(freqs, pos + t, &mut s.one_angles);
-                angles.extend_from_slice(&s.one_angles);
+            for g in segs.iter() {
+                for t in 0..g.rows {
+                    ops::rope_angles(&g.freqs[i], g.pos + t, &mut s.one_angles);
+                    angles.extend_from_slice(&s.one_angles);
+                }
             }
         }
         let n_rot = c.rope_dim / 2;
@@ -556,7 +612,7 @@ impl Session {
             project(
                 m,
                 k,
-                self.precision,
+                precision,
                 &mut s.act,
                 &s.xn,
                 &mut [
@@ -584,27 +640,40 @@ impl Session {
                     .enumerate()
                     .for_each_init(Vec::new, finish);
             }
-            let new = kv::encode(k, self.kv.kv_type(), &s.k, &s.v, &mut s.k16, &mut s.v16);
+            let kv_type = segs[0].kv.kv_type();
+            let new = kv::encode(k, kv_type, &s.k, &s.v, &mut s.k16, &mut s.v16);
             s.att.resize(t_n * qd, 0.0);
             clock.start();
-            attention(
-                m,
-                k,
-                &s.q,
-                self.kv.layer(li),
-                new,
-                self.windows[li],
-                pos,
-                &mut s.att,
-            );
+            let mut first = 0;
+            let mut att = &mut s.att[..];
+            for g in segs.iter() {
+                let (out, rest) = att.split_at_mut(g.rows * qd);
+                att = rest;
+                attention(
+                    m,
+                    k,
+                    &s.q[first * qd..(first + g.rows) * qd],
+                    g.kv.layer(li),
+                    new.rows(first..first + g.rows, kvd),
+                    g.windows[li],
+                    g.pos,
+                    out,
+                );
+                first += g.rows;
+            }
             clock.stop(Part::Attention);
-            self.kv.write(li, pos, new, kvd, self.max_ctx);
+            let mut first = 0;
+            for g in segs.iter_mut() {
+                let rows = new.rows(first..first + g.rows, kvd);
+                g.kv.write(li, g.pos, rows, kvd, g.max_ctx);
+                first += g.rows;
+            }
             s.proj.resize(t_n * d, 0.0);
             clock.start();
             project(
                 m,
                 k,
-                self.precision,
+                precision,
                 &mut s.act,
                 &s.att,
                 &mut [(&layer.wo, &mut s.proj)],
@@ -626,7 +695,7 @@ impl Session {
             project(
                 m,
                 k,
-                self.precision,
+                precision,
                 &mut s.act,
                 &s.xn,
                 &mut [(&layer.w_gate, &mut s.gate), (&layer.w_up, &mut s.up)],
@@ -644,7 +713,7 @@ impl Session {
             project(
                 m,
                 k,
-                self.precision,
+                precision,
                 &mut s.act,
                 &s.gate,
                 &mut [(&layer.w_down, &mut s.proj)],
@@ -660,6 +729,60 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// The embedding rows of `tokens` (scaled as the architecture says) into `x`.
+fn embed(
+    m: &Model,
+    k: &'static Kernels,
+    tokens: &[u32],
+    x: &mut Vec<f32>,
+) -> Result<(), TransformerError> {
+    let d = m.config.d_model;
+    x.resize(tokens.len() * d, 0.0);
+    let emb = m.matrix(k, &m.token_embd);
+    for (row, &tok) in x.chunks_exact_mut(d).zip(tokens) {
+        emb.dequantize_row(tok as usize, row)?;
+        if let Some(scale) = m.arch.embedding_scale {
+            row.iter_mut().for_each(|x| *x *= scale);
+        }
+    }
+    Ok(())
+}
+
+/// The logits of rows `first..` of `s.x` (after the last layer): output norm, output
+/// projection, the architecture's soft cap.
+fn output_logits(
+    m: &Model,
+    k: &'static Kernels,
+    precision: Precision,
+    s: &mut Scratch,
+    first: usize,
+) -> Result<Vec<f32>, TransformerError> {
+    let c = &m.config;
+    let d = c.d_model;
+    let rows = s.x.len() / d - first;
+    s.xn.resize(rows * d, 0.0);
+    for (xr, nr) in s.x[first * d..]
+        .chunks_exact(d)
+        .zip(s.xn.chunks_exact_mut(d))
+    {
+        ops::rmsnorm(xr, &m.output_norm, c.rms_eps, nr);
+    }
+    let mut logits = vec![0.0f32; rows * c.vocab_size];
+    project(
+        m,
+        k,
+        precision,
+        &mut s.act,
+        &s.xn,
+        &mut [(&m.output, &mut logits)],
+    )?;
+    if let Some(cap) = m.arch.final_logit_softcap {
+        let inv = 1.0 / cap;
+        logits.iter_mut().for_each(|l| *l = (*l * inv).tanh() * cap);
+    }
+    Ok(logits)
 }
 
 /// Token `t`'s query, key and value rows, as the batched loop hands them out.
@@ -833,7 +956,14 @@ fn attention(
             },
             new: rows,
         };
-        block::attend_head(k, &q[t * n_heads * hd + h * hd..][..hd], &kv, scale, scores, o);
+        block::attend_head(
+            k,
+            &q[t * n_heads * hd + h * hd..][..hd],
+            &kv,
+            scale,
+            scores,
+            o,
+        );
     };
     let work = out.len() / hd * (pos + out.len() / (n_heads * hd));
     if work * hd < 64 * 1024 || rayon::current_num_threads() == 1 {

@@ -126,6 +126,17 @@ pub(super) enum KvView<'a> {
     F32(&'a [f32], &'a [f32]),
 }
 
+impl<'a> KvView<'a> {
+    /// Rows `range` of keys and values laid out `kvd` values per row.
+    pub fn rows(self, range: Range<usize>, kvd: usize) -> KvView<'a> {
+        let r = range.start * kvd..range.end * kvd;
+        match self {
+            KvView::F16(k, v) => KvView::F16(&k[r.clone()], &v[r]),
+            KvView::F32(k, v) => KvView::F32(&k[r.clone()], &v[r]),
+        }
+    }
+}
+
 impl KvCache {
     /// An empty cache of `t` whose layer `i` is a ring of `rings[i]` slots if given.
     pub fn new(t: KvType, rings: &[Option<usize>]) -> Self {
