@@ -370,6 +370,36 @@ impl Session {
         Ok(logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
     }
 
+    /// An embedding of `tokens`: the final hidden states (after the output norm) of every
+    /// position, averaged and scaled to unit length. Runs `tokens` from position 0 (the cache
+    /// holds them afterwards), in micro-batches; an empty input or one past the context is an
+    /// error.
+    pub fn embed(&mut self, tokens: &[u32]) -> Result<Vec<f32>, TransformerError> {
+        self.check_input(tokens, 0)?;
+        self.truncate(0);
+        let model = Arc::clone(&self.model);
+        let c = &model.config;
+        let d = c.d_model;
+        let mut sum = vec![0.0f64; d];
+        let mut norm = vec![0.0f32; d];
+        let engine = self.engine.clone();
+        engine.install(|| -> Result<(), TransformerError> {
+            for (i, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
+                self.forward_batch_inner(chunk, i * MAX_BATCH, None)?;
+                for row in self.s.x.chunks_exact(d) {
+                    ops::rmsnorm(row, &model.output_norm, c.rms_eps, &mut norm);
+                    sum.iter_mut()
+                        .zip(&norm)
+                        .for_each(|(s, &x)| *s += f64::from(x));
+                }
+            }
+            Ok(())
+        })?;
+        let len = sum.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let scale = if len > 0.0 { 1.0 / len } else { 0.0 };
+        Ok(sum.iter().map(|&x| (x * scale) as f32).collect())
+    }
+
     /// Bytes allocated for the KV cache now.
     pub fn kv_bytes(&self) -> usize {
         self.kv.bytes()

@@ -176,3 +176,51 @@ fn decode_many_checks_every_input_before_running() {
     // Nothing to do is fine.
     assert!(Session::decode_many(&mut [], &[]).unwrap().is_empty());
 }
+
+/// `Session::embed`: unit length, the same whatever the cache held before and however many
+/// threads, for inputs up to a whole micro-batch (the tiny models hold 128 positions); the
+/// 8-bit path close to the exact
+/// one; different inputs give different embeddings.
+#[test]
+fn embeddings_are_unit_length_and_deterministic() {
+    for path in fixtures() {
+        let model = Arc::new(Model::load(&path).expect("tiny model"));
+        let vocab = model.config.vocab_size;
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let ctx = model.config.context_length.min(300);
+        let long = tokens(7, ctx, vocab);
+        for input in [tokens(5, 1, vocab), tokens(6, 20, vocab), long] {
+            let one = Engine::builder().threads(1).build().expect("engine");
+            let two = Engine::builder().threads(2).build().expect("engine");
+            let mut s1 = Session::new(&one, model.clone(), ctx);
+            let mut s2 = Session::new(&two, model.clone(), ctx);
+            s2.forward(&tokens(9, 3, vocab), 0)
+                .expect("something cached before");
+            let e1 = s1.embed(&input).expect("embed");
+            let e2 = s2.embed(&input).expect("embed");
+            assert_eq!(e1.len(), model.config.d_model);
+            let len: f32 = e1.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((len - 1.0).abs() < 1e-5, "{name}: |e| = {len}");
+            assert!(same_bits(&e1, &e2), "{name}: {} tokens", input.len());
+            assert_eq!(s1.n_past(), input.len());
+            let mut exact = Session::new(&one, model.clone(), ctx)
+                .with_precision(Precision::ExactF32)
+                .with_kv_type(KvType::F32);
+            let e3 = exact.embed(&input).expect("embed");
+            let cos: f32 = e1.iter().zip(&e3).map(|(a, b)| a * b).sum();
+            assert!(cos > 0.98, "{name}: 8-bit against exact: cos {cos}");
+            let other = s1.embed(&tokens(11, input.len(), vocab)).expect("embed");
+            let cos_other: f32 = e1.iter().zip(&other).map(|(a, b)| a * b).sum();
+            assert!(
+                cos_other < 0.9999,
+                "{name}: different inputs, cos {cos_other}"
+            );
+        }
+        let mut s = Session::new(&Engine::new().unwrap(), model.clone(), 8);
+        assert!(matches!(s.embed(&[]), Err(TransformerError::EmptyInput)));
+        assert!(matches!(
+            s.embed(&tokens(1, 9, vocab)),
+            Err(TransformerError::ContextFull { .. })
+        ));
+    }
+}
