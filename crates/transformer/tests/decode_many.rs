@@ -179,8 +179,7 @@ fn decode_many_checks_every_input_before_running() {
 
 /// `Session::embed`: unit length, the same whatever the cache held before and however many
 /// threads, for inputs up to a whole micro-batch (the tiny models hold 128 positions); the
-/// 8-bit path close to the exact
-/// one; different inputs give different embeddings.
+/// 8-bit path close to the exact one; different inputs give different embeddings.
 #[test]
 fn embeddings_are_unit_length_and_deterministic() {
     for path in fixtures() {
