@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use edgeinfer_transformer::{argmax, Engine, KvType, Model, Precision, Session, TransformerError};
+use edgeinfer_transformer::{
+    argmax, Engine, KvType, Level, Model, Precision, Session, TransformerError,
+};
 
 fn fixtures() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/decoder");
@@ -28,6 +30,21 @@ fn tokens(seed: u32, n: usize, vocab: usize) -> Vec<u32> {
         .collect()
 }
 
+/// An engine of `threads` threads at each level this CPU has.
+fn engines(threads: usize) -> Vec<Engine> {
+    Level::ALL
+        .into_iter()
+        .filter(|l| l.is_available())
+        .map(|l| {
+            Engine::builder()
+                .threads(threads)
+                .level(l)
+                .build()
+                .expect("engine")
+        })
+        .collect()
+}
+
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
@@ -38,8 +55,9 @@ fn check(path: &PathBuf, engine: &Engine, precision: Precision, kv: KvType, wind
     let model = Arc::new(Model::load(path).expect("tiny model"));
     let vocab = model.config.vocab_size;
     let name = format!(
-        "{} threads={} {precision:?} {kv:?} window={window:?}",
+        "{} {:?} threads={} {precision:?} {kv:?} window={window:?}",
         path.file_name().unwrap().to_string_lossy(),
+        engine.level(),
         engine.threads()
     );
     let new_session = || {
@@ -119,17 +137,19 @@ fn check(path: &PathBuf, engine: &Engine, precision: Precision, kv: KvType, wind
 #[test]
 fn decode_many_equals_stepping_alone() {
     for threads in [1, 2] {
-        let engine = Engine::builder().threads(threads).build().expect("engine");
-        for path in fixtures() {
-            check(&path, &engine, Precision::Quantized, KvType::F16, None);
-            // A window of 5 makes sliding layers' rings wrap during the steps (gemma3).
-            check(&path, &engine, Precision::Quantized, KvType::F16, Some(5));
+        for engine in engines(threads) {
+            for path in fixtures() {
+                check(&path, &engine, Precision::Quantized, KvType::F16, None);
+                // A window of 5 makes sliding layers' rings wrap during the steps (gemma3).
+                check(&path, &engine, Precision::Quantized, KvType::F16, Some(5));
+            }
         }
     }
-    let engine = Engine::builder().threads(2).build().expect("engine");
-    for path in fixtures() {
-        check(&path, &engine, Precision::Quantized, KvType::F32, None);
-        check(&path, &engine, Precision::ExactF32, KvType::F32, None);
+    for engine in engines(2) {
+        for path in fixtures() {
+            check(&path, &engine, Precision::Quantized, KvType::F32, None);
+            check(&path, &engine, Precision::ExactF32, KvType::F32, None);
+        }
     }
 }
 
@@ -189,8 +209,8 @@ fn embeddings_are_unit_length_and_deterministic() {
         let ctx = model.config.context_length.min(300);
         let long = tokens(7, ctx, vocab);
         for input in [tokens(5, 1, vocab), tokens(6, 20, vocab), long] {
-            let one = Engine::builder().threads(1).build().expect("engine");
-            let two = Engine::builder().threads(2).build().expect("engine");
+            let one = engines(1).pop().expect("best level");
+            let two = engines(2).pop().expect("best level");
             let mut s1 = Session::new(&one, model.clone(), ctx);
             let mut s2 = Session::new(&two, model.clone(), ctx);
             s2.forward(&tokens(9, 3, vocab), 0)

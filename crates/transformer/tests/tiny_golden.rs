@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use edgeinfer_transformer::{argmax, Engine, Logits, Model, Precision, Session};
+use edgeinfer_transformer::{argmax, Engine, Level, Logits, Model, Precision, Session};
 use serde::Deserialize;
 
 /// Exact path: max |Δ| / rms(logits). NumPy computes in float64 on the same dequantized
@@ -60,6 +60,13 @@ struct Config {
     n_kv_heads: usize,
     head_dim: usize,
     vocab: usize,
+}
+
+/// The kernel level under test: the best this CPU has, capped by `EDGEINFER_KERNELS`
+/// (`scripts/test.sh` runs these tests again with `EDGEINFER_KERNELS=scalar`; the library
+/// itself reads no environment).
+fn level() -> Level {
+    Level::best_up_to_named(std::env::var("EDGEINFER_KERNELS").ok().as_deref())
 }
 
 fn dir() -> PathBuf {
@@ -149,7 +156,11 @@ fn check(stem: &str) {
     let n_ctx = f.prompt_ids.len() + f.greedy_ids.len();
 
     // Exact path, free-running greedy.
-    let engine = Engine::builder().threads(2).build().expect("engine");
+    let engine = Engine::builder()
+        .threads(2)
+        .level(level())
+        .build()
+        .expect("engine");
     let mut s = Session::new(&engine, model.clone(), n_ctx).with_precision(Precision::ExactF32);
     let (logits, ours) = run(&mut s, &f, |id, _| id);
     let mut worst = (0.0f32, 0);
@@ -180,6 +191,7 @@ fn check(stem: &str) {
     let default_path = |team: bool| {
         let engine = Engine::builder()
             .threads(2)
+            .level(level())
             .decode_team(team)
             .build()
             .expect("engine");
