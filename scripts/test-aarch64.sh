@@ -75,8 +75,9 @@ run() { # CPU, then cargo test arguments
 for cpu in $cpus; do
   run "$cpu" -p edgeinfer-kernels -p edgeinfer-lstm --lib --tests
   # Every architecture's forward (llama, qwen2, gemma3 with its sliding window) on the tiny
-  # golden models, against the independent NumPy forward, at this CPU's best level.
-  run "$cpu" -p edgeinfer-transformer --test tiny_golden
+  # golden models, against the independent NumPy forward, at this CPU's best level; and the
+  # multi-session decode step against each session stepping alone, at every level.
+  run "$cpu" -p edgeinfer-transformer --test tiny_golden --test decode_many
 done
 # SmolLM2 end to end: tokenizer ids and the default path teacher-forced against the reference
 # outputs (one batched forward per prompt), decode through the KV cache against recompute.
