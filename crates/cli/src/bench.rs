@@ -27,6 +27,11 @@ pub struct BenchArgs {
     /// Thread counts, comma-separated.
     #[arg(short = 't', long, default_value = "1,2", value_delimiter = ',')]
     pub threads: Vec<usize>,
+    /// Sessions decoding together (`Session::decode_many`: one pass over every session's next
+    /// token, as `serve` runs its slots), comma-separated; a count above 1 adds a decode test
+    /// `tgN xS` reporting the aggregate tokens/s of S sessions.
+    #[arg(short = 's', long, default_value = "1", value_delimiter = ',')]
+    pub sessions: Vec<usize>,
     /// Measured repetitions (after one discarded warm-up run).
     #[arg(short = 'r', long, default_value_t = 5)]
     pub reps: usize,
@@ -127,8 +132,8 @@ fn ms(d: Duration) -> f64 {
 }
 
 pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
-    if a.reps == 0 || a.threads.contains(&0) {
-        bail!("--reps and every --threads value must be at least 1");
+    if a.reps == 0 || a.threads.contains(&0) || a.sessions.contains(&0) {
+        bail!("--reps and every --threads and --sessions value must be at least 1");
     }
     let path = crate::model_path::resolve(a.model.clone())?;
     // The engine of the first thread count, for the load-to-first-token time (the pools are
@@ -215,7 +220,43 @@ pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
                     speeds.push((a.n_gen - 1) as f64 / total.as_secs_f64());
                 }
             }
-            results.push((threads, format!("tg{}", a.n_gen), stat(speeds), Some(())));
+            results.push((threads, format!("tg{}", a.n_gen), stat(speeds), Some(1)));
+        }
+        for &n in a.sessions.iter().filter(|&&n| n > 1 && a.n_gen > 1) {
+            let mut speeds = Vec::new();
+            for rep in 0..=a.reps {
+                let mut sessions: Vec<Session> = (0..n)
+                    .map(|_| Session::new(&engine, model.clone(), max_ctx))
+                    .collect();
+                // Each session starts from its own prompt token: different sequences.
+                let firsts = prompt_tokens(&model, n);
+                let mut next = Vec::with_capacity(n);
+                for (s, &t) in sessions.iter_mut().zip(&firsts) {
+                    next.push(edgeinfer_transformer::argmax(&s.forward(&[t], 0)?));
+                }
+                let mut total = Duration::ZERO;
+                for step in 0..a.n_gen {
+                    let mut refs: Vec<&mut Session> = sessions.iter_mut().collect();
+                    let t = Instant::now();
+                    let logits = Session::decode_many(&mut refs, &next)?;
+                    if step > 0 {
+                        total += t.elapsed();
+                    }
+                    next = logits
+                        .iter()
+                        .map(|l| edgeinfer_transformer::argmax(l))
+                        .collect();
+                }
+                if rep > 0 {
+                    speeds.push((n * (a.n_gen - 1)) as f64 / total.as_secs_f64());
+                }
+            }
+            results.push((
+                threads,
+                format!("tg{} x{n}", a.n_gen),
+                stat(speeds),
+                Some(n),
+            ));
         }
     }
     let rss = peak_rss();
@@ -233,7 +274,9 @@ pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
             .map(|b| b.1)
             .unwrap_or(f64::NAN)
     };
-    let roofline = |t: usize, tok_s: f64| bytes_per_token * tok_s / bw(t);
+    // A decode step reads the weights once for the `per_step` tokens it computes.
+    let roofline =
+        |t: usize, tok_s: f64, per_step: usize| bytes_per_token * tok_s / per_step as f64 / bw(t);
 
     if let Some(p) = &a.trace {
         write_trace(p, &trace)?;
@@ -246,7 +289,7 @@ pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
             .iter()
             .map(|(t, test, s, tg)| {
                 json!({"threads": t, "test": test, "tok_s_median": s.median, "tok_s_min": s.min, "tok_s_max": s.max,
-                       "roofline_fraction": tg.map(|_| roofline(*t, s.median))})
+                       "roofline_fraction": tg.map(|n| roofline(*t, s.median, n))})
             })
             .collect();
         let doc = json!({
@@ -275,9 +318,9 @@ pub fn run(out: &mut impl Write, a: &BenchArgs) -> Result<()> {
     writeln!(out, "|---|---|---|---|---|---|")?;
     for (t, test, s, tg) in &results {
         let (gbs, roof) = match tg {
-            Some(()) => (
-                format!("{:.2}", bytes_per_token * s.median / 1e9),
-                format!("{:.0} %", 100.0 * roofline(*t, s.median)),
+            Some(n) => (
+                format!("{:.2}", bytes_per_token * s.median / *n as f64 / 1e9),
+                format!("{:.0} %", 100.0 * roofline(*t, s.median, *n)),
             ),
             None => ("".into(), "".into()),
         };
