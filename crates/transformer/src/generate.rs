@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::sampler::Sampler;
-use crate::{Logits, Session, TransformerError};
+use crate::{Logits, Session, Tokenizer, TransformerError};
 
 /// Turns token bytes into text, holding back an incomplete UTF-8 sequence until the token
 /// that completes it arrives (a multi-byte character can be split across tokens).
@@ -112,6 +112,168 @@ impl CancelToken {
     }
 }
 
+/// What one [`Decoding::next_token`] gave.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepOutcome {
+    /// The sampled token.
+    pub token: u32,
+    /// Text that became complete with this token and may be shown (may be empty): never
+    /// part of a stop string, nor an incomplete UTF-8 sequence.
+    pub text: String,
+    /// Set when the generation ends with this token: the token is not to be run.
+    pub stop: Option<StopReason>,
+}
+
+/// The per-token part of a generation, after the logits: sampling (with the prompt in the
+/// penalty window), end-of-generation tokens, UTF-8 assembly ([`TokenStream`]), stop strings
+/// (held back while they may still begin one, never emitted) and the token budget. It runs no
+/// model: the caller runs each token it returns and passes the next logits back, so one
+/// forward pass can serve many decodings ([`crate::Session::decode_many`]). [`Generator`]
+/// is a `Decoding` over its own session's forward passes.
+#[derive(Clone, Debug)]
+pub struct Decoding {
+    sampler: Sampler,
+    stream: TokenStream,
+    stop_strings: Vec<String>,
+    held: String,
+    remaining: usize,
+    generated: Vec<u32>,
+    stop: Option<StopReason>,
+}
+
+impl Decoding {
+    /// A decoding after `prompt` (put in the sampler's penalty window) of up to `max_tokens`
+    /// tokens.
+    pub fn new(mut sampler: Sampler, prompt: &[u32], max_tokens: usize) -> Self {
+        for &t in prompt {
+            sampler.accept(t);
+        }
+        Decoding {
+            sampler,
+            stream: TokenStream::new(),
+            stop_strings: Vec::new(),
+            held: String::new(),
+            remaining: max_tokens,
+            generated: Vec::new(),
+            stop: None,
+        }
+    }
+
+    /// Stop when any of these strings appears in the output (it is not emitted; empty
+    /// strings are ignored).
+    pub fn with_stop_strings(mut self, stops: Vec<String>) -> Self {
+        self.stop_strings = stops.into_iter().filter(|s| !s.is_empty()).collect();
+        self
+    }
+
+    /// Tokens still allowed.
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+    /// Tokens sampled so far (an end-of-generation token included).
+    pub fn generated(&self) -> &[u32] {
+        &self.generated
+    }
+    /// Why the decoding ended, once it has.
+    pub fn stop_reason(&self) -> Option<&StopReason> {
+        self.stop.as_ref()
+    }
+
+    /// Sample the token that follows `logits` and turn it into text. The outcome's `stop`
+    /// is set when this token ends the generation: an end-of-generation token (its text is
+    /// empty), a stop string completed (the text before it is given), or the budget used up
+    /// (also when it was 0 already: then nothing is sampled and `token` is 0). After a stop,
+    /// [`Decoding::finish`] gives the text still held back.
+    pub fn next_token(&mut self, logits: &[f32], tokenizer: &Tokenizer) -> StepOutcome {
+        if let Some(stop) = self.stop.clone() {
+            return StepOutcome {
+                token: 0,
+                text: String::new(),
+                stop: Some(stop),
+            };
+        }
+        if self.remaining == 0 {
+            self.stop = Some(StopReason::MaxTokens);
+            return StepOutcome {
+                token: 0,
+                text: String::new(),
+                stop: self.stop.clone(),
+            };
+        }
+        let tok = self.sampler.sample(logits);
+        self.sampler.accept(tok);
+        self.generated.push(tok);
+        self.remaining -= 1;
+        if tokenizer.is_eog(tok) {
+            self.stop = Some(StopReason::EndOfGeneration);
+            return StepOutcome {
+                token: tok,
+                text: String::new(),
+                stop: self.stop.clone(),
+            };
+        }
+        let bytes = if tokenizer.is_control(tok) {
+            &[][..]
+        } else {
+            tokenizer.token_bytes(tok)
+        };
+        let fresh = self.stream.push(bytes);
+        self.held.push_str(&fresh);
+        let text = self.release();
+        if self.stop.is_none() && self.remaining == 0 {
+            self.stop = Some(StopReason::MaxTokens);
+        }
+        StepOutcome {
+            token: tok,
+            text,
+            stop: self.stop.clone(),
+        }
+    }
+
+    /// End the decoding (with `reason` unless it has ended already) and return the text still
+    /// held back: a tail that might have begun a stop string, and an incomplete UTF-8
+    /// sequence (lossily). Nothing after a stop string is returned.
+    pub fn finish(&mut self, reason: StopReason) -> String {
+        if self.stop.is_none() {
+            self.stop = Some(reason);
+        }
+        let mut text = std::mem::take(&mut self.held);
+        let tail = self.stream.flush();
+        if !matches!(self.stop, Some(StopReason::StopString(_))) {
+            text.push_str(&tail);
+        }
+        text
+    }
+
+    /// Split `held` into what can be emitted now and what might still begin a stop string.
+    fn release(&mut self) -> String {
+        if let Some((at, s)) = self
+            .stop_strings
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()).map(|i| (i, s.clone())))
+            .min_by_key(|(i, _)| *i)
+        {
+            let out = self.held[..at].to_string();
+            self.held.clear();
+            self.stop = Some(StopReason::StopString(s));
+            return out;
+        }
+        // Longest suffix of `held` that is a proper prefix of some stop string.
+        let mut keep = 0;
+        for s in &self.stop_strings {
+            for (i, _) in s.char_indices().skip(1) {
+                if self.held.ends_with(&s[..i]) {
+                    keep = keep.max(i);
+                }
+            }
+        }
+        let cut = self.held.len() - keep;
+        let out = self.held[..cut].to_string();
+        self.held.drain(..cut);
+        out
+    }
+}
+
 /// Generates tokens from a session, as an iterator of [`Piece`]s: the prompt is run (batched)
 /// on the first call of `next`, then one token per call.
 ///
@@ -120,18 +282,14 @@ impl CancelToken {
 /// [`Generator::into_session`]) or borrowed (`Generator<&mut Session>`).
 pub struct Generator<S: BorrowMut<Session> = Session> {
     session: S,
-    sampler: Sampler,
+    decoding: Decoding,
     /// The prompt, until it has been run.
     prompt: Option<Vec<u32>>,
     cancel: CancelToken,
-    stream: TokenStream,
     logits: Vec<f32>,
-    remaining: usize,
-    stop_strings: Vec<String>,
-    held: String,
+    /// Why the generation ends, once known (the iterator ends at its next call).
     stop: Option<StopReason>,
     finished: bool,
-    generated: Vec<u32>,
     prefill_time: Duration,
     decode_times: Vec<Duration>,
 }
@@ -142,28 +300,20 @@ impl<S: BorrowMut<Session>> Generator<S> {
     /// context) and run by the first call of `next`.
     pub fn new(
         session: S,
-        mut sampler: Sampler,
+        sampler: Sampler,
         prompt: &[u32],
         max_tokens: usize,
     ) -> Result<Self, TransformerError> {
         let s = session.borrow();
         s.check_input(prompt, s.n_past())?;
-        for &t in prompt {
-            sampler.accept(t);
-        }
         Ok(Generator {
             session,
-            sampler,
+            decoding: Decoding::new(sampler, prompt, max_tokens),
             prompt: Some(prompt.to_vec()),
             cancel: CancelToken::new(),
-            stream: TokenStream::new(),
             logits: Vec::new(),
-            remaining: max_tokens,
-            stop_strings: Vec::new(),
-            held: String::new(),
             stop: None,
             finished: false,
-            generated: Vec::new(),
             prefill_time: Duration::ZERO,
             decode_times: Vec::new(),
         })
@@ -171,7 +321,7 @@ impl<S: BorrowMut<Session>> Generator<S> {
 
     /// Stop when any of these strings appears in the output (it is not emitted).
     pub fn with_stop_strings(mut self, stops: Vec<String>) -> Self {
-        self.stop_strings = stops.into_iter().filter(|s| !s.is_empty()).collect();
+        self.decoding = self.decoding.with_stop_strings(stops);
         self
     }
 
@@ -203,7 +353,7 @@ impl<S: BorrowMut<Session>> Generator<S> {
     }
     /// Tokens generated so far.
     pub fn generated(&self) -> &[u32] {
-        &self.generated
+        self.decoding.generated()
     }
     /// Time of the prompt's forward pass.
     pub fn prefill_time(&self) -> Duration {
@@ -214,41 +364,10 @@ impl<S: BorrowMut<Session>> Generator<S> {
         &self.decode_times
     }
 
-    /// Split `held` into what can be emitted now and what might still begin a stop string.
-    fn release(&mut self) -> String {
-        if let Some((at, s)) = self
-            .stop_strings
-            .iter()
-            .filter_map(|s| self.held.find(s.as_str()).map(|i| (i, s.clone())))
-            .min_by_key(|(i, _)| *i)
-        {
-            let out = self.held[..at].to_string();
-            self.held.clear();
-            self.stop = Some(StopReason::StopString(s));
-            return out;
-        }
-        // Longest suffix of `held` that is a proper prefix of some stop string.
-        let mut keep = 0;
-        for s in &self.stop_strings {
-            for (i, _) in s.char_indices().skip(1) {
-                if self.held.ends_with(&s[..i]) {
-                    keep = keep.max(i);
-                }
-            }
-        }
-        let cut = self.held.len() - keep;
-        let out = self.held[..cut].to_string();
-        self.held.drain(..cut);
-        out
-    }
-
     fn finish(&mut self, reason: StopReason) -> Option<Result<Piece, TransformerError>> {
-        if self.stop.is_none() {
-            self.stop = Some(reason);
-        }
+        let text = self.decoding.finish(reason);
+        self.stop = self.decoding.stop_reason().cloned();
         self.finished = true;
-        let mut text = std::mem::take(&mut self.held);
-        text.push_str(&self.stream.flush());
         (!text.is_empty()).then_some(Ok(Piece { token: None, text }))
     }
 
@@ -282,26 +401,17 @@ impl<S: BorrowMut<Session>> Iterator for Generator<S> {
         if self.cancel.is_cancelled() {
             return self.finish(StopReason::Cancelled);
         }
-        if self.remaining == 0 {
+        if self.decoding.remaining() == 0 {
             return self.finish(StopReason::MaxTokens);
         }
-        let tok = self.sampler.sample(&self.logits);
-        self.sampler.accept(tok);
-        self.generated.push(tok);
-        self.remaining -= 1;
-        let tk = &self.session.borrow().model().tokenizer;
-        if tk.is_eog(tok) {
+        let out = self
+            .decoding
+            .next_token(&self.logits, &self.session.borrow().model().tokenizer);
+        if out.stop == Some(StopReason::EndOfGeneration) {
             return self.finish(StopReason::EndOfGeneration);
         }
-        let bytes = if tk.is_control(tok) {
-            &[][..]
-        } else {
-            tk.token_bytes(tok)
-        };
-        let fresh = self.stream.push(bytes);
-        self.held.push_str(&fresh);
-        let text = self.release();
-        if self.stop.is_none() && self.remaining > 0 {
+        self.stop = out.stop;
+        if self.stop.is_none() {
             let session = self.session.borrow_mut();
             let pos = session.n_past();
             if pos + 1 > session.max_ctx() {
@@ -310,7 +420,7 @@ impl<S: BorrowMut<Session>> Iterator for Generator<S> {
                 self.stop = Some(StopReason::Cancelled);
             } else {
                 let start = Instant::now();
-                match session.forward(&[tok], pos) {
+                match session.forward(&[out.token], pos) {
                     Ok(l) => self.logits = l,
                     Err(e) => return self.fail(e),
                 }
@@ -318,8 +428,8 @@ impl<S: BorrowMut<Session>> Iterator for Generator<S> {
             }
         }
         Some(Ok(Piece {
-            token: Some(tok),
-            text,
+            token: Some(out.token),
+            text: out.text,
         }))
     }
 }

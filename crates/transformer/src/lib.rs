@@ -54,7 +54,7 @@ mod zero_shot;
 pub use arch::{Architecture, SUPPORTED_ARCHITECTURES};
 pub use config::Config;
 pub use edgeinfer_kernels::{Engine, EngineBuilder, EngineError, Level};
-pub use generate::{CancelToken, Generator, Piece, StopReason, TokenStream};
+pub use generate::{CancelToken, Decoding, Generator, Piece, StepOutcome, StopReason, TokenStream};
 pub use model::{Layer, Model, WeightRef};
 pub use perplexity::{log_prob, perplexity, Perplexity};
 pub use sampler::{argmax, Sampler, SamplerConfig};
