@@ -7,6 +7,7 @@ mod inspect;
 mod llm;
 mod model_path;
 mod quantize;
+mod serve;
 mod train;
 
 use std::path::PathBuf;
@@ -118,6 +119,9 @@ enum Cmd {
     TrainLstm(train::TrainArgs),
     /// Quantize a GGUF model to Q4_0 … Q6_K or a K-quant mix, as llama-quantize does.
     Quantize(quantize::QuantizeArgs),
+    /// Serve the model over HTTP with an OpenAI-compatible API (completions, chat, streaming,
+    /// logprobs, an LSTM classifier), several generations at once.
+    Serve(serve::ServeArgs),
     /// Perplexity of a text file (llama.cpp's method: windows of --ctx, second half scored).
     Perplexity {
         #[command(flatten)]
@@ -200,6 +204,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Compare(args) => compare::run(&mut out, &args)?,
         Cmd::TrainLstm(args) => train::run(&mut out, &args)?,
         Cmd::Quantize(args) => quantize::run(&mut out, &args)?,
+        Cmd::Serve(args) => serve::run(&mut out, &args)?,
         Cmd::Tokenize { model, text, json } => llm::tokenize(&mut out, &model, &text, json)?,
         Cmd::Score {
             model,
