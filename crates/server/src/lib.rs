@@ -372,14 +372,19 @@ impl AppState {
         s: Sampling,
         max_tokens: Option<u64>,
         logprobs: Option<u32>,
+        endpoint: Endpoint,
     ) -> Result<Plan, ApiError> {
         let ctx = self.backend()?.ctx;
+        let prompt_param = match endpoint {
+            Endpoint::Completions => "prompt",
+            Endpoint::Chat => "messages",
+        };
         if prompt.is_empty() {
-            return Err(ApiError::bad_param("prompt", "the prompt is empty"));
+            return Err(ApiError::bad_param(prompt_param, "the prompt is empty"));
         }
         if prompt.len() >= ctx {
             return Err(ApiError::bad_param(
-                "messages",
+                prompt_param,
                 format!(
                     "the prompt has {} tokens; this server's context holds {ctx} (prompt and completion)",
                     prompt.len()
@@ -497,7 +502,13 @@ async fn completions(
         .map_err(|_| ApiError::bad_param("prompt", "give exactly one prompt"))?;
     let ids = state.tokenize(&prompt)?;
     let max_tokens = req.sampling.max_tokens;
-    let plan = state.plan(ids, req.sampling, max_tokens, req.logprobs)?;
+    let plan = state.plan(
+        ids,
+        req.sampling,
+        max_tokens,
+        req.logprobs,
+        Endpoint::Completions,
+    )?;
     run(state, Endpoint::Completions, plan, req.model).await
 }
 
@@ -546,7 +557,7 @@ async fn chat_completions(
         _ => None,
     };
     let max_tokens = req.max_completion_tokens.or(req.sampling.max_tokens);
-    let plan = state.plan(ids, req.sampling, max_tokens, logprobs)?;
+    let plan = state.plan(ids, req.sampling, max_tokens, logprobs, Endpoint::Chat)?;
     run(state, Endpoint::Chat, plan, req.model).await
 }
 

@@ -405,6 +405,11 @@ async fn bad_input_gets_4xx_json_errors() {
         400,
     );
     assert_eq!(e["error"]["code"], "context_length_exceeded");
+    assert_eq!(e["error"]["param"], "prompt");
+    let msgs = json!({"messages": [{"role": "user", "content": long}]});
+    let e = assert_error(&post(a, "/v1/chat/completions", &msgs).await, 400);
+    assert_eq!(e["error"]["code"], "context_length_exceeded");
+    assert_eq!(e["error"]["param"], "messages");
     let e = assert_error(
         &post(
             a,
