@@ -718,3 +718,30 @@ async fn concurrent_seeded_clients_get_what_they_get_alone() {
     let again = post(a, path(&reqs[3]), &reqs[3]).await.json();
     assert_eq!(answer(&again), alone[3]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_plain_request_is_cancelled_too() {
+    use tokio::io::AsyncWriteExt;
+    let srv = start(Options { slots: 2, ..opts() }).await;
+    let a = srv.addr;
+    let body =
+        json!({"prompt": "Once upon a time", "max_tokens": 400, "temperature": 0}).to_string();
+    let mut s = tokio::net::TcpStream::connect(a).await.unwrap();
+    let req = format!(
+        "POST /v1/completions HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    wait_health(a, 60, |h| h["busy"] == 1).await;
+    drop(s);
+    wait_health(a, 60, |h| h["busy"] == 0).await;
+    assert_eq!(srv.state.stats().cancelled, 1);
+    // The other slot and this one still answer.
+    let r = post(
+        a,
+        "/v1/completions",
+        &json!({"prompt": "Hello", "max_tokens": 3}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
