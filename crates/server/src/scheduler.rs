@@ -3,7 +3,9 @@
 //!
 //! Each iteration: drop waiting requests whose client has gone, admit waiting requests into
 //! free slots (the slot whose cache shares the longest prefix with the prompt; only the rest
-//! of the prompt runs), end generations whose client has gone, then one
+//! of the prompt runs), run the next chunk of at most [`PREFILL_CHUNK`] prompt tokens of
+//! every slot still reading its prompt (so a long prompt delays the others' tokens by one
+//! chunk per step, not by all of it), end generations whose client has gone, then one
 //! [`Session::decode_many`] over the next token of every active slot, and per slot the
 //! sampling, text and stop logic of a [`Decoding`].
 
@@ -12,9 +14,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 
 use edgeinfer_transformer::{
-    Decoding, Model, Sampler, SamplerConfig, Session, StopReason, Tokenizer,
+    Decoding, Model, Sampler, SamplerConfig, Session, StopReason, Tokenizer, MAX_BATCH,
 };
 use tokio::sync::mpsc;
+
+/// Most prompt tokens a slot runs per scheduler iteration (the forward pass's own micro-batch).
+pub const PREFILL_CHUNK: usize = MAX_BATCH;
 
 /// A generation request, as the scheduler runs it.
 #[derive(Debug)]
@@ -95,9 +100,24 @@ struct Active {
     prompt_tokens: usize,
 }
 
+/// A job whose prompt is being run, `done` positions of it in the cache.
+struct Prefill {
+    job: Job,
+    done: usize,
+}
+
 struct Slot {
     session: Session,
+    /// Reading its prompt (at most one of `prefill` and `active` is set).
+    prefill: Option<Prefill>,
+    /// Generating.
     active: Option<Active>,
+}
+
+impl Slot {
+    fn is_free(&self) -> bool {
+        self.prefill.is_none() && self.active.is_none()
+    }
 }
 
 /// The scheduler's state; [`Scheduler::run`] is its thread's body.
@@ -121,6 +141,7 @@ impl Scheduler {
             .into_iter()
             .map(|session| Slot {
                 session,
+                prefill: None,
                 active: None,
             })
             .collect();
@@ -136,7 +157,7 @@ impl Scheduler {
     /// Serve until every sender of the job channel is gone.
     pub fn run(mut self) {
         loop {
-            let idle = self.slots.iter().all(|s| s.active.is_none()) && self.waiting.is_empty();
+            let idle = self.slots.iter().all(Slot::is_free) && self.waiting.is_empty();
             if idle {
                 match self.jobs.recv() {
                     Ok(job) => self.waiting.push_back(job),
@@ -161,6 +182,9 @@ impl Scheduler {
                     self.admit(slot, job);
                 }
             }
+            for i in 0..self.slots.len() {
+                self.prefill_chunk(i);
+            }
             self.step();
         }
     }
@@ -171,7 +195,7 @@ impl Scheduler {
         let job = self.waiting.front()?;
         let mut best: Option<(usize, usize)> = None;
         for (i, s) in self.slots.iter().enumerate() {
-            if s.active.is_some() {
+            if !s.is_free() {
                 continue;
             }
             let common = s
@@ -188,23 +212,50 @@ impl Scheduler {
         best.map(|(i, _)| i)
     }
 
-    /// Run the job's prompt in slot `i` (after the prefix its cache holds already) and
-    /// sample its first token.
+    /// Give slot `i` to `job`: keep the prefix of its prompt that the cache holds; the rest
+    /// runs chunk by chunk ([`Scheduler::prefill_chunk`]).
     fn admit(&mut self, i: usize, job: Job) {
         if job.events.is_closed() {
             self.counters.cancelled.fetch_add(1, Ordering::SeqCst);
             return;
         }
         let slot = &mut self.slots[i];
-        let kept = slot.session.reuse_prefix(&job.prompt);
-        let logits = match slot.session.forward(&job.prompt[kept..], kept) {
+        let done = slot.session.reuse_prefix(&job.prompt);
+        slot.prefill = Some(Prefill { job, done });
+        self.counters.busy.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Run the next chunk of slot `i`'s prompt, if it is reading one; after the last, sample
+    /// the first token.
+    fn prefill_chunk(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        let Some(p) = slot.prefill.as_mut() else {
+            return;
+        };
+        if p.job.events.is_closed() {
+            slot.prefill = None;
+            self.counters.busy.fetch_sub(1, Ordering::SeqCst);
+            self.counters.cancelled.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+        let end = (p.done + PREFILL_CHUNK).min(p.job.prompt.len());
+        let logits = match slot.session.forward(&p.job.prompt[p.done..end], p.done) {
             Ok(l) => l,
             Err(e) => {
                 // The cache may hold part of the prompt: forget it all.
                 slot.session.truncate(0);
-                let _ = job.events.send(Event::Error(e.to_string()));
+                let _ = p.job.events.send(Event::Error(e.to_string()));
+                slot.prefill = None;
+                self.counters.busy.fetch_sub(1, Ordering::SeqCst);
                 return;
             }
+        };
+        p.done = end;
+        if end < p.job.prompt.len() {
+            return;
+        }
+        let Some(Prefill { job, .. }) = slot.prefill.take() else {
+            return;
         };
         let decoding = Decoding::new(Sampler::new(job.sampler), &job.prompt, job.max_tokens)
             .with_stop_strings(job.stop);
@@ -215,7 +266,6 @@ impl Scheduler {
             logprobs: job.logprobs,
             prompt_tokens: job.prompt.len(),
         });
-        self.counters.busy.fetch_add(1, Ordering::SeqCst);
         self.advance(i, &logits);
     }
 

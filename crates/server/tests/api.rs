@@ -745,3 +745,40 @@ async fn a_dropped_plain_request_is_cancelled_too() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_prompt_runs_in_chunks_beside_a_stream_and_equals_the_generator() {
+    let srv = start(opts()).await;
+    let a = srv.addr;
+    let prompt = "The quick brown fox jumps over the lazy dog. ".repeat(30) + "The dog";
+    let n = model().tokenizer.encode(&prompt, true).unwrap().len();
+    assert!(
+        n > 2 * edgeinfer_server::scheduler::PREFILL_CHUNK && n + 16 < CTX,
+        "{n} tokens"
+    );
+    let (text, generated, _, stop) = greedy(&prompt, 16, &[]);
+
+    // A stream is generating when the long prompt arrives.
+    let s =
+        json!({"prompt": "Once upon a time", "max_tokens": 60, "temperature": 0, "stream": true});
+    let stream = tokio::spawn(async move {
+        request(a, "POST", "/v1/completions", &[], s.to_string().as_bytes()).await
+    });
+    wait_health(a, 60, |h| h["busy"] == 1).await;
+    let body = json!({"prompt": prompt, "max_tokens": 16, "temperature": 0});
+    for _ in 0..2 {
+        // The second time, a slot holds the prompt already: only its last token runs.
+        let v = post(a, "/v1/completions", &body).await.json();
+        assert_eq!(v["choices"][0]["text"], text.as_str());
+        assert_eq!(v["choices"][0]["finish_reason"], finish_of(&stop));
+        assert_eq!(v["usage"]["prompt_tokens"], n);
+        assert_eq!(v["usage"]["completion_tokens"], generated.len());
+    }
+    let (alone, ..) = greedy("Once upon a time", 60, &[]);
+    let cs = chunks(&stream.await.unwrap());
+    let joined: String = cs
+        .iter()
+        .map(|c| c["choices"][0]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(joined, alone);
+}
