@@ -103,7 +103,14 @@ def test_bad_request_raises(client):
         client.completions.create(model="smollm2", prompt="hi", temperature=7)
 
 
-def test_embeddings_not_implemented(client):
-    with pytest.raises(openai.APIStatusError) as e:
-        client.embeddings.create(model="smollm2", input="hello")
-    assert e.value.status_code == 501
+def test_embeddings(client):
+    # The client asks for base64 by default and decodes it to floats.
+    r = client.embeddings.create(model="smollm2", input=["The cat sat on the mat.", "Stock markets fell."])
+    assert [d.index for d in r.data] == [0, 1]
+    a, b = (d.embedding for d in r.data)
+    assert len(a) == len(b) == 576  # SmolLM2-135M's hidden size
+    assert abs(math.sqrt(sum(x * x for x in a)) - 1) < 1e-4
+    assert a != b
+    assert r.usage.prompt_tokens > 0
+    f = client.embeddings.create(model="smollm2", input="The cat sat on the mat.", encoding_format="float")
+    assert f.data[0].embedding == a

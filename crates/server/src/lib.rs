@@ -5,7 +5,8 @@
 //!   `{"status":"loading"}`), the job queue and the counters.
 //! * [`router`] — `GET /health`, `GET /v1/models`, `POST /v1/completions`,
 //!   `POST /v1/chat/completions` (both also as server-sent events with `"stream": true`),
-//!   `POST /v1/embeddings` (501: not implemented), `POST /v1/classify` (an LSTM classifier).
+//!   `POST /v1/embeddings` (mean-pooled final hidden states, unit length), `POST /v1/classify`
+//!   (an LSTM classifier).
 //! * [`scheduler`] — one thread owns one [`Session`] per slot on one shared model and steps
 //!   every active generation together with [`Session::decode_many`].
 //!
@@ -30,6 +31,7 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 use edgeinfer_lstm::LstmClassifier;
 use edgeinfer_transformer::chat::{self, Message};
 use edgeinfer_transformer::{Engine, Model, SamplerConfig, Session};
@@ -40,7 +42,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 pub use error::{ApiError, ServerError};
-use openai::{ChatRequest, CompletionRequest, Endpoint, InputRequest, Sampling};
+use openai::{ChatRequest, CompletionRequest, EmbeddingsRequest, Endpoint, InputRequest, Sampling};
 use scheduler::{Counters, Event, Finish, Job, Scheduler, TokenLogprob};
 
 /// Most alternatives per token that `logprobs` / `top_logprobs` may ask for.
@@ -107,6 +109,8 @@ struct Inner {
     load_error: OnceLock<String>,
     counters: Arc<Counters>,
     next_id: AtomicU64,
+    /// Lets one `/v1/embeddings` request compute at a time.
+    embed_gate: tokio::sync::Semaphore,
 }
 
 /// The server's shared state: cheap to clone.
@@ -132,6 +136,7 @@ impl AppState {
             load_error: OnceLock::new(),
             counters: Arc::new(Counters::default()),
             next_id: AtomicU64::new(1),
+            embed_gate: tokio::sync::Semaphore::new(1),
         })))
     }
 
@@ -359,6 +364,7 @@ struct Plan {
     sampler: SamplerConfig,
     stop: Vec<String>,
     logprobs: Option<usize>,
+    ignore_eos: bool,
     stream: bool,
     include_usage: bool,
 }
@@ -472,6 +478,7 @@ impl AppState {
             sampler,
             stop,
             logprobs: logprobs.map(|k| k as usize),
+            ignore_eos: s.ignore_eos.unwrap_or(false),
             stream: s.stream.unwrap_or(false),
             include_usage: s
                 .stream_options
@@ -643,6 +650,7 @@ async fn run(
         sampler: plan.sampler,
         stop: plan.stop,
         logprobs: plan.logprobs,
+        ignore_eos: plan.ignore_eos,
         events: tx,
     })?;
     let meta = Meta {
@@ -781,17 +789,89 @@ fn sse_events(
     .flatten()
 }
 
-async fn embeddings(State(state): State<AppState>) -> Result<ApiError, ApiError> {
-    state.backend()?;
-    Ok(ApiError {
-        status: StatusCode::NOT_IMPLEMENTED,
-        message: "embeddings are not implemented yet: the decoder's API gives logits, not its \
-                  final hidden states"
-            .into(),
-        kind: "invalid_request_error",
-        param: None,
-        code: Some("not_implemented"),
+/// Most texts in one `/v1/embeddings` request.
+pub const MAX_EMBEDDING_INPUTS: usize = 256;
+
+async fn embeddings(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let backend = state.backend()?;
+    let req: EmbeddingsRequest = parse(body)?;
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::bad_param(
+                "encoding_format",
+                format!("encoding_format {other:?}: use \"float\" or \"base64\""),
+            ))
+        }
+    };
+    let inputs = req.input.into_vec();
+    if inputs.is_empty() || inputs.len() > MAX_EMBEDDING_INPUTS {
+        return Err(ApiError::bad_param(
+            "input",
+            format!("give 1 to {MAX_EMBEDDING_INPUTS} texts"),
+        ));
+    }
+    let ctx = backend.ctx;
+    let mut ids = Vec::with_capacity(inputs.len());
+    for (i, text) in inputs.iter().enumerate() {
+        let t = backend
+            .model
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| ApiError::bad_param("input", e.to_string()))?;
+        if t.is_empty() || t.len() > ctx {
+            return Err(ApiError::bad_param(
+                "input",
+                format!(
+                    "input {i} has {} tokens; give 1 to {ctx} (this server's context)",
+                    t.len()
+                ),
+            )
+            .with_code("context_length_exceeded"));
+        }
+        ids.push(t);
+    }
+    let tokens: usize = ids.iter().map(Vec::len).sum();
+    let (engine, model) = (backend.engine.clone(), backend.model.clone());
+    // One embedding request at a time beside the slots (each runs whole forward passes).
+    let _permit = state
+        .0
+        .embed_gate
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let vectors = tokio::task::spawn_blocking(move || {
+        let mut session = Session::new(&engine, model, ctx);
+        ids.iter()
+            .map(|t| session.embed(t))
+            .collect::<Result<Vec<_>, _>>()
     })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let data: Vec<Value> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(BASE64_STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "model": state.0.opts.model_name,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    })))
 }
 
 async fn classify(

@@ -54,6 +54,10 @@ pub struct Sampling {
     pub stream_options: Option<StreamOptions>,
     #[serde(default)]
     pub n: Option<u32>,
+    /// Not OpenAI's (llama.cpp's server has it): never end at an end-of-generation token, so
+    /// a request generates exactly `max_tokens` (for load tests).
+    #[serde(default)]
+    pub ignore_eos: Option<bool>,
 }
 
 /// `POST /v1/completions`.
@@ -109,7 +113,19 @@ pub struct ChatRequest {
     pub sampling: Sampling,
 }
 
-/// `POST /v1/embeddings` and `POST /v1/classify`.
+/// `POST /v1/embeddings`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmbeddingsRequest {
+    pub input: OneOrMany,
+    #[serde(default)]
+    pub model: Option<String>,
+    /// `float` (default) or `base64` (little-endian f32 bytes, what the `openai` Python
+    /// client asks for).
+    #[serde(default)]
+    pub encoding_format: Option<String>,
+}
+
+/// `POST /v1/classify`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct InputRequest {
     pub input: OneOrMany,

@@ -32,6 +32,8 @@ pub struct Job {
     pub stop: Vec<String>,
     /// Report each token's log-probability and this many alternatives.
     pub logprobs: Option<usize>,
+    /// Never sample an end-of-generation token.
+    pub ignore_eos: bool,
     /// Where the pieces go; closed by the client's side when it goes away.
     pub events: mpsc::UnboundedSender<Event>,
 }
@@ -97,6 +99,7 @@ struct Active {
     next: u32,
     events: mpsc::UnboundedSender<Event>,
     logprobs: Option<usize>,
+    ignore_eos: bool,
     prompt_tokens: usize,
 }
 
@@ -127,6 +130,8 @@ pub struct Scheduler {
     jobs: std_mpsc::Receiver<Job>,
     waiting: VecDeque<Job>,
     counters: Arc<Counters>,
+    /// The vocabulary's end-of-generation tokens (masked for `ignore_eos`).
+    eog: Vec<u32>,
 }
 
 impl Scheduler {
@@ -145,7 +150,11 @@ impl Scheduler {
                 active: None,
             })
             .collect();
+        let eog = (0..model.config.vocab_size as u32)
+            .filter(|&t| model.tokenizer.is_eog(t))
+            .collect();
         Scheduler {
+            eog,
             model,
             slots,
             jobs,
@@ -239,7 +248,7 @@ impl Scheduler {
             return;
         }
         let end = (p.done + PREFILL_CHUNK).min(p.job.prompt.len());
-        let logits = match slot.session.forward(&p.job.prompt[p.done..end], p.done) {
+        let mut logits = match slot.session.forward(&p.job.prompt[p.done..end], p.done) {
             Ok(l) => l,
             Err(e) => {
                 // The cache may hold part of the prompt: forget it all.
@@ -264,19 +273,25 @@ impl Scheduler {
             next: 0,
             events: job.events,
             logprobs: job.logprobs,
+            ignore_eos: job.ignore_eos,
             prompt_tokens: job.prompt.len(),
         });
-        self.advance(i, &logits);
+        self.advance(i, &mut logits);
     }
 
     /// Sample slot `i`'s next token from `logits`, send its text, and end the generation
     /// when it stops.
-    fn advance(&mut self, i: usize, logits: &[f32]) {
+    fn advance(&mut self, i: usize, logits: &mut [f32]) {
         let tokenizer = &self.model.tokenizer;
         let slot = &mut self.slots[i];
         let Some(active) = slot.active.as_mut() else {
             return;
         };
+        if active.ignore_eos {
+            for &t in &self.eog {
+                logits[t as usize] = f32::NEG_INFINITY;
+            }
+        }
         let out = active.decoding.next_token(logits, tokenizer);
         let eog = out.stop == Some(StopReason::EndOfGeneration);
         let logprob = match active.logprobs {
@@ -358,8 +373,8 @@ impl Scheduler {
         }
         match Session::decode_many(&mut sessions, &tokens) {
             Ok(all) => {
-                for (i, logits) in which.into_iter().zip(all) {
-                    self.advance(i, &logits);
+                for (i, mut logits) in which.into_iter().zip(all) {
+                    self.advance(i, &mut logits);
                 }
             }
             Err(e) => {

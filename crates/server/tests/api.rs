@@ -454,10 +454,22 @@ async fn bad_input_gets_4xx_json_errors() {
     assert_error(&raw("/v1/completions", vec![b' '; 10_000]).await, 413);
     assert_error(&get(a, "/v1/nothing-here").await, 404);
     assert_error(&post(a, "/v1/classify", &json!({"input": "hi"})).await, 404);
+    assert_error(&post(a, "/v1/embeddings", &json!({"input": []})).await, 400);
+    assert_error(&post(a, "/v1/embeddings", &json!({"input": 5})).await, 400);
     assert_error(
-        &post(a, "/v1/embeddings", &json!({"input": "hi"})).await,
-        501,
+        &post(
+            a,
+            "/v1/embeddings",
+            &json!({"input": "hi", "encoding_format": "hex"}),
+        )
+        .await,
+        400,
     );
+    let e = assert_error(
+        &post(a, "/v1/embeddings", &json!({"input": "word ".repeat(600)})).await,
+        400,
+    );
+    assert_eq!(e["error"]["code"], "context_length_exceeded", "{e}");
 
     // An absurd max_tokens is clamped to the context left after the prompt.
     let v = post(a, "/v1/completions", &json!({"prompt": "Once upon a time", "max_tokens": 1_000_000_000_000u64, "temperature": 0})).await;
@@ -781,4 +793,85 @@ async fn a_long_prompt_runs_in_chunks_beside_a_stream_and_equals_the_generator()
         .map(|c| c["choices"][0]["text"].as_str().unwrap())
         .collect();
     assert_eq!(joined, alone);
+}
+
+/// `/v1/embeddings`: the library's `Session::embed` of each input's tokens (the same f32
+/// values, as floats and as base64 little-endian bytes), in order, with token usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_equal_the_library() {
+    use base64::prelude::{Engine as _, BASE64_STANDARD};
+    let srv = start(opts()).await;
+    let a = srv.addr;
+    let texts = [
+        "The cat sat on the mat.",
+        "Stock markets fell sharply today.",
+    ];
+    let model = model();
+    let mut session = Session::new(&engine(), model.clone(), CTX);
+    let mut want = Vec::new();
+    let mut tokens = 0;
+    for t in texts {
+        let ids = model.tokenizer.encode(t, true).unwrap();
+        tokens += ids.len();
+        want.push(session.embed(&ids).unwrap());
+    }
+    let v = post(a, "/v1/embeddings", &json!({"input": texts})).await;
+    assert_eq!(v.status, 200, "{}", v.text());
+    let v = v.json();
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["usage"]["prompt_tokens"], tokens);
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    for (i, (d, w)) in data.iter().zip(&want).enumerate() {
+        assert_eq!(d["index"], i);
+        let got: Vec<f32> = d["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(&got, w, "input {i}");
+        assert_eq!(got.len(), model.config.d_model);
+    }
+    assert_ne!(want[0], want[1]);
+    let b = post(
+        a,
+        "/v1/embeddings",
+        &json!({"input": texts[1], "encoding_format": "base64"}),
+    )
+    .await
+    .json();
+    let bytes = BASE64_STANDARD
+        .decode(b["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let got: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(got, want[1]);
+}
+
+/// `ignore_eos` (llama.cpp's extension, for load tests): exactly `max_tokens` tokens even
+/// where greedy decoding would end early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignore_eos_generates_exactly_max_tokens() {
+    let srv = start(opts()).await;
+    let a = srv.addr;
+    let prompt = chat_prompt("Say yes.");
+    let (_, ids, _, stop) = greedy(&prompt, 200, &[]);
+    assert_eq!(
+        stop,
+        StopReason::EndOfGeneration,
+        "the test needs an early end"
+    );
+    let n = ids.len() + 20;
+    let v = post(
+        a,
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": n, "temperature": 0, "ignore_eos": true}),
+    )
+    .await
+    .json();
+    assert_eq!(v["usage"]["completion_tokens"], n, "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
 }
