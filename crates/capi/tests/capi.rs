@@ -141,8 +141,9 @@ struct Collect {
     text: String,
     pieces: usize,
     stop_after: Option<usize>,
-    /// Signalled at the first piece.
+    /// Signalled at the first piece; then the callback waits for `resume`.
     started: Option<mpsc::Sender<()>>,
+    resume: Option<mpsc::Receiver<()>>,
     /// A session to call `ei_generate` / `ei_session_reset` on from inside the callback.
     reenter: Option<*const EiSession>,
     reenter_codes: Vec<(c_int, String)>,
@@ -160,6 +161,9 @@ unsafe extern "C" fn collect(piece: *const c_char, user_data: *mut c_void) -> c_
     c.pieces += 1;
     if let Some(tx) = c.started.take() {
         tx.send(()).unwrap();
+        if let Some(rx) = c.resume.take() {
+            rx.recv().unwrap();
+        }
     }
     if let Some(s) = c.reenter.take() {
         let prompt = CString::new("x").unwrap();
@@ -621,21 +625,32 @@ unsafe impl Send for SendPtr {}
 fn cancel_from_another_thread() {
     let s = CSession::new(1024);
     let (tx, rx) = mpsc::channel();
+    let (resume_tx, resume_rx) = mpsc::channel();
     let target = SendPtr(s.0);
     let canceller = std::thread::spawn(move || {
         let target = target;
-        rx.recv().unwrap(); // the generation has started
-                            // SAFETY: the session outlives this thread (joined before it is freed).
-        unsafe { ei_session_cancel(target.0) }
+        // Wait for the generation's first piece.
+        rx.recv().unwrap();
+        // SAFETY: the session outlives this thread (joined before it is freed).
+        let rc = unsafe { ei_session_cancel(target.0) };
+        // The callback waits for this: the cancel lands during the generation whatever the
+        // timing (the greedy text would end by itself after ~30 tokens).
+        resume_tx.send(()).unwrap();
+        rc
     });
     let mut col = Collect {
         started: Some(tx),
+        resume: Some(resume_rx),
         ..Default::default()
     };
     let (rc, n) = generate(&s, PROMPT, greedy(500), &mut col);
     assert_eq!(canceller.join().unwrap(), OK);
     assert_eq!(rc, code(EiError::EI_ERR_CANCELLED), "{}", last_error());
     assert!(last_error().contains("cancelled"), "{}", last_error());
+    assert_eq!(
+        col.pieces, 1,
+        "stopped at the token boundary after the first piece"
+    );
     assert!((1..500).contains(&n), "{n} tokens");
     let (want, _) = rust_greedy(PROMPT, n as usize);
     assert!(
