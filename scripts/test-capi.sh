@@ -19,6 +19,11 @@ for prog in generate threads; do
         "$target/release/libedgeinfer.a" -lpthread -ldl -lm -o "$out/$prog"
 done
 
+# The same example against the shared library: the exports of libedgeinfer.so.
+gcc -std=c99 -O2 -Wall -Wextra -Werror -Icrates/capi/include examples/c/generate.c \
+    -L"$target/release" -ledgeinfer -Wl,-rpath,"$(cd "$target/release" && pwd)" \
+    -o "$out/generate-shared"
+
 echo "--- C example generate"
 text="$("$out/generate" "$model" "The capital of France is" 32)"
 printf '%s\n' "$text"
@@ -36,6 +41,13 @@ case "$err" in
     *"/nonexistent/model.gguf"*) ;;
     *) echo "unexpected error message: $err" >&2; exit 1 ;;
 esac
+
+echo "--- C example generate, linked with libedgeinfer.so"
+shared="$("$out/generate-shared" "$model" "The capital of France is" 32)"
+if [ "$shared" != "$text" ]; then
+    echo "the shared-library build printed something else: $shared" >&2
+    exit 1
+fi
 
 echo "--- C example threads"
 "$out/threads" "$model"

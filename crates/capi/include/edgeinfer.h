@@ -136,7 +136,8 @@ struct EiModelParams ei_model_params_default(void);
 // NULL or a NUL-terminated string.
 int ei_model_load(const char *path, struct EiModelParams params, struct EiModel **out);
 
-// Free a model (NULL: nothing happens). Its sessions must be freed first.
+// Free a model (NULL: nothing happens). Sessions made from it stay usable: each keeps a
+// share of the weights and the engine, released with the last of them.
 //
 // # Safety
 // `model` is NULL or a handle from `ei_model_load` not freed yet and not in use.
@@ -201,8 +202,8 @@ int ei_score(const struct EiModel *model,
 // The default `EiSessionParams` (a 2048-position context).
 struct EiSessionParams ei_session_params_default(void);
 
-// A new, empty session of `model` into `*out` (NULL on failure). The session keeps the
-// model alive internally, but free sessions before their model all the same.
+// A new, empty session of `model` into `*out` (NULL on failure). The session shares the
+// model's weights and engine and keeps them alive: it may outlive `ei_model_free`.
 //
 // # Safety
 // `model` is NULL or a live model; `out` is NULL or writable.

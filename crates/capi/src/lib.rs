@@ -313,7 +313,8 @@ pub unsafe extern "C" fn ei_model_load(
     })
 }
 
-/// Free a model (NULL: nothing happens). Its sessions must be freed first.
+/// Free a model (NULL: nothing happens). Sessions made from it stay usable: each keeps a
+/// share of the weights and the engine, released with the last of them.
 ///
 /// # Safety
 /// `model` is NULL or a handle from `ei_model_load` not freed yet and not in use.
@@ -556,8 +557,8 @@ pub extern "C" fn ei_session_params_default() -> EiSessionParams {
     EiSessionParams { n_ctx: 2048 }
 }
 
-/// A new, empty session of `model` into `*out` (NULL on failure). The session keeps the
-/// model alive internally, but free sessions before their model all the same.
+/// A new, empty session of `model` into `*out` (NULL on failure). The session shares the
+/// model's weights and engine and keeps them alive: it may outlive `ei_model_free`.
 ///
 /// # Safety
 /// `model` is NULL or a live model; `out` is NULL or writable.

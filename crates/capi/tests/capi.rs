@@ -277,9 +277,22 @@ fn load_errors_are_codes_with_messages() {
     assert_eq!(last_error(), "");
     // SAFETY: live model handle.
     assert_eq!(unsafe { ei_model_context_length(out) }, 8192);
-    // SAFETY: a live handle, freed once; NULL frees are no-ops.
+    // A session outlives its model's handle, and gives the same greedy text on scalar
+    // kernels.
+    let mut s = ptr::null_mut();
+    // SAFETY: a live model and a writable out pointer.
+    let rc = unsafe { ei_session_new(out, ei_session_params_default(), &mut s) };
+    assert_eq!(rc, OK);
+    // SAFETY: a live handle, freed once.
+    unsafe { ei_model_free(out) };
+    let s = CSession(s);
+    let mut col = Collect::default();
+    let (rc, n) = generate(&s, PROMPT, greedy(6), &mut col);
+    assert_eq!(rc, OK, "{}", last_error());
+    assert_eq!((col.text, n as usize), rust_greedy(PROMPT, 6));
+    drop(s);
+    // SAFETY: NULL frees are no-ops.
     unsafe {
-        ei_model_free(out);
         ei_model_free(ptr::null_mut());
         ei_session_free(ptr::null_mut());
         ei_classifier_free(ptr::null_mut());
