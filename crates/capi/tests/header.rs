@@ -140,13 +140,7 @@ fn c_params(h: &str, name: &str) -> Vec<String> {
     }
     params
         .split(',')
-        .map(|p| {
-            p.rsplit(|c: char| c == ' ' || c == '*')
-                .next()
-                .unwrap()
-                .trim()
-                .to_string()
-        })
+        .map(|p| p.rsplit([' ', '*']).next().unwrap().trim().to_string())
         .collect()
 }
 
