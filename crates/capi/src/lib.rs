@@ -117,7 +117,8 @@ thread_local! {
 
 fn set_last_error(msg: &str) {
     let c = CString::new(msg.replace('\0', "\u{fffd}")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+    // Fails only while the thread is being torn down: then there is nobody to tell.
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c);
 }
 
 /// The message of a caught panic's payload.
@@ -128,12 +129,14 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(no message)")
 }
 
-/// Run an entry point's body: clear the thread's last error, catch a panic, turn the result
-/// into a code and leave the message of a failure for [`ei_last_error`].
+/// Run an entry point's body: catch a panic, turn the result into a code and leave the
+/// message of a failure for [`ei_last_error`] (or clear it on success).
 fn guard(body: impl FnOnce() -> Result<(), Error>) -> c_int {
-    set_last_error("");
     let err = match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => return EiError::EI_OK as c_int,
+        Ok(Ok(())) => {
+            set_last_error("");
+            return EiError::EI_OK as c_int;
+        }
         Ok(Err(e)) => e,
         Err(p) => Error::new(
             EiError::EI_ERR_PANIC,
@@ -142,6 +145,11 @@ fn guard(body: impl FnOnce() -> Result<(), Error>) -> c_int {
     };
     set_last_error(&err.msg);
     err.code as c_int
+}
+
+/// Run an entry point that cannot report errors (a getter): a panic gives `default`.
+fn quiet<T>(default: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(default)
 }
 
 /// A NUL-terminated UTF-8 string argument.
@@ -217,7 +225,9 @@ pub extern "C" fn ei_version() -> *const c_char {
 /// `ei_*` call on this thread (copy it to keep it).
 #[no_mangle]
 pub extern "C" fn ei_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR
+        .try_with(|e| e.borrow().as_ptr())
+        .unwrap_or(c"".as_ptr())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,11 +345,13 @@ pub unsafe extern "C" fn ei_model_free(model: *mut EiModel) {
 /// `model` is NULL or a live model handle.
 #[no_mangle]
 pub unsafe extern "C" fn ei_model_context_length(model: *const EiModel) -> u32 {
-    // SAFETY: the caller guarantees NULL or a live handle.
-    match unsafe { handle(model, "model") } {
-        Ok(m) => u32::try_from(m.model.config.context_length).unwrap_or(u32::MAX),
-        Err(_) => 0,
-    }
+    quiet(0, || {
+        // SAFETY: the caller guarantees NULL or a live handle.
+        match unsafe { handle(model, "model") } {
+            Ok(m) => u32::try_from(m.model.config.context_length).unwrap_or(u32::MAX),
+            Err(_) => 0,
+        }
+    })
 }
 
 /// Tokenize `text` (UTF-8) with the model's tokenizer into `ids[0..cap]`; `*n_out` receives
@@ -631,13 +643,15 @@ pub unsafe extern "C" fn ei_session_reset(session: *const EiSession) -> c_int {
 /// `session` is NULL or a live session.
 #[no_mangle]
 pub unsafe extern "C" fn ei_session_n_past(session: *const EiSession) -> u32 {
-    // SAFETY: the caller guarantees NULL or a live handle.
-    let Ok(s) = (unsafe { handle(session, "session") }) else {
-        return 0;
-    };
-    s.lock()
-        .map(|st| u32::try_from(st.session.n_past()).unwrap_or(u32::MAX))
-        .unwrap_or(0)
+    quiet(0, || {
+        // SAFETY: the caller guarantees NULL or a live handle.
+        let Ok(s) = (unsafe { handle(session, "session") }) else {
+            return 0;
+        };
+        s.lock()
+            .map(|st| u32::try_from(st.session.n_past()).unwrap_or(u32::MAX))
+            .unwrap_or(0)
+    })
 }
 
 /// Stop the generation running on `session`, from any thread (a UI's stop button, a
@@ -920,11 +934,13 @@ pub unsafe extern "C" fn ei_classifier_free(classifier: *mut EiClassifier) {
 /// `classifier` is NULL or a live classifier.
 #[no_mangle]
 pub unsafe extern "C" fn ei_classifier_n_labels(classifier: *const EiClassifier) -> u32 {
-    // SAFETY: the caller guarantees NULL or a live handle.
-    match unsafe { handle(classifier, "classifier") } {
-        Ok(c) => c.labels.len() as u32,
-        Err(_) => 0,
-    }
+    quiet(0, || {
+        // SAFETY: the caller guarantees NULL or a live handle.
+        match unsafe { handle(classifier, "classifier") } {
+            Ok(c) => c.labels.len() as u32,
+            Err(_) => 0,
+        }
+    })
 }
 
 /// The name of class `index` (NUL-terminated UTF-8, owned by the classifier: valid until it is
