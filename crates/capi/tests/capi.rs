@@ -541,6 +541,24 @@ fn greedy_generation_equals_the_rust_generator() {
     assert_eq!(rc, OK);
     assert_eq!(again.text, want);
 
+    // Without a callback: nothing streamed, the same tokens generated.
+    let quiet = CSession::new(512);
+    let cp = c(PROMPT);
+    let mut n_quiet = 0u32;
+    // SAFETY: a live session, a NUL-terminated prompt, no callback, a writable count.
+    let rc = unsafe {
+        ei_generate(
+            quiet.0,
+            cp.as_ptr(),
+            greedy(24),
+            None,
+            ptr::null_mut(),
+            &mut n_quiet,
+        )
+    };
+    assert_eq!(rc, OK, "{}", last_error());
+    assert_eq!(n_quiet as usize, want_n);
+
     // Seeded sampling is reproducible across sessions.
     let mut p = ei_generate_params_default();
     p.max_tokens = 16;
@@ -810,8 +828,14 @@ fn classify_equals_the_rust_classifier() {
     );
 
     let mut label = 0;
-    // SAFETY: NULL text / NULL label output are reported.
+    // SAFETY: NULL text / NULL label output / invalid UTF-8 are reported.
     unsafe {
+        let bad = CString::new(b"free \xff prize".to_vec()).unwrap();
+        assert_eq!(
+            ei_classify(clf, bad.as_ptr(), &mut label, ptr::null_mut()),
+            code(EiError::EI_ERR_INVALID_UTF8)
+        );
+        assert!(last_error().contains("UTF-8"), "{}", last_error());
         assert_eq!(
             ei_classify(clf, ptr::null(), &mut label, ptr::null_mut()),
             code(EiError::EI_ERR_NULL_ARG)
