@@ -17,7 +17,8 @@ for example in generate chat two_sessions lstm_classify zero_shot; do
     echo "--- example $example"
     cargo run --release -q -p edgeinfer-examples --example "$example"
 done
-scripts/test-server.sh
+scripts/test-server.sh # edgeinfer serve through the real openai Python client
+scripts/test-capi.sh # the C API: the C examples built against libedgeinfer.a and run
 EDGEINFER_KERNELS=avx2 cargo test --release -p edgeinfer-kernels -p edgeinfer-lstm "$@"
 # The scalar pass: the kernels (every level against the contract), the LSTM, every
 # architecture's forward on the tiny golden models, and SmolLM2 end to end against the
