@@ -40,9 +40,12 @@ fn main() -> Result<()> {
         "You are a helpful assistant. Answer in one short sentence.",
     )];
     let mut previous_prompt = 0;
-    for (turn, user) in ["What is the capital of France?", "And the capital of Italy?"]
-        .into_iter()
-        .enumerate()
+    for (turn, user) in [
+        "What is the capital of France?",
+        "And the capital of Italy?",
+    ]
+    .into_iter()
+    .enumerate()
     {
         messages.push(Message::new("user", user));
         let ids = tk.encode(&chat::render_for(template, tk, &messages, true)?, true)?;
@@ -71,7 +74,10 @@ fn main() -> Result<()> {
             // The reused cache gives what recomputing everything gives.
             let mut fresh = Session::new(&engine, model.clone(), 2048);
             let (again, _) = reply(&mut fresh, &ids, 48)?;
-            ensure!(again == tokens, "the reply on the reused cache differs from a fresh one");
+            ensure!(
+                again == tokens,
+                "the reply on the reused cache differs from a fresh one"
+            );
         }
         previous_prompt = ids.len();
         messages.push(Message::new("assistant", text.trim()));

@@ -52,10 +52,7 @@ pub fn greedy_cases(reference: &Value) -> Vec<GreedyCase> {
 /// cache, as llama.cpp's run): our ids must equal llama.cpp's at every step before the first
 /// one where llama.cpp's own top-1/top-2 margin is below 0.5. Returns, per case, the first
 /// step where ours differs (if any) and that first low-margin step.
-pub fn greedy_matches_llama_cpp(
-    m: &Arc<Model>,
-    reference: &Value,
-) -> Vec<(Option<usize>, usize)> {
+pub fn greedy_matches_llama_cpp(m: &Arc<Model>, reference: &Value) -> Vec<(Option<usize>, usize)> {
     let mut out = Vec::new();
     for case in greedy_cases(reference) {
         let n = case.gen.len();

@@ -138,12 +138,14 @@ fn engines_with_different_levels_work_side_by_side() {
 /// there, comes back and goes on; its logits are those of a session that never moved.
 #[test]
 fn session_outlives_its_scope_and_moves_to_another_thread() {
-    let toks = model().tokenizer.encode("Rust is a language", true).unwrap();
+    let toks = model()
+        .tokenizer
+        .encode("Rust is a language", true)
+        .unwrap();
     let make = || -> Session {
         let engine = engine_with(2, true);
-        let model = Arc::new(
-            Model::load(edgeinfer_e2e::default_model()).expect("load the default model"),
-        );
+        let model =
+            Arc::new(Model::load(edgeinfer_e2e::default_model()).expect("load the default model"));
         Session::new(&engine, model, 64)
     };
     let mut s = make();
@@ -160,7 +162,10 @@ fn session_outlives_its_scope_and_moves_to_another_thread() {
 
     let mut here = Session::new(engine(), model().clone(), 64);
     assert!(same_bits(&first, &here.forward(&toks, 0).unwrap()));
-    assert!(same_bits(&second, &here.forward(&[next], toks.len()).unwrap()));
+    assert!(same_bits(
+        &second,
+        &here.forward(&[next], toks.len()).unwrap()
+    ));
 }
 
 /// A generation owned by its handle runs in another thread; this thread cancels it after three
@@ -172,7 +177,10 @@ fn cancel_from_another_thread_stops_a_generation_and_the_session_goes_on() {
     let m = model();
     let prompt = m
         .tokenizer
-        .encode("Once upon a time, in a land far away, there lived a dragon who", true)
+        .encode(
+            "Once upon a time, in a land far away, there lived a dragon who",
+            true,
+        )
         .unwrap();
     let session = Session::new(engine(), m.clone(), 4096);
     let gen = Generator::new(session, greedy(), &prompt, 3000).unwrap();
@@ -241,7 +249,10 @@ fn cancel_from_another_thread_stops_a_generation_and_the_session_goes_on() {
 #[test]
 fn cancel_before_the_prompt_runs_leaves_the_session_unchanged() {
     let m = model();
-    let prompt = m.tokenizer.encode("The capital of France is", true).unwrap();
+    let prompt = m
+        .tokenizer
+        .encode("The capital of France is", true)
+        .unwrap();
     let mut session = Session::new(engine(), m.clone(), 64);
     let cancel = CancelToken::new();
     cancel.cancel();

@@ -85,7 +85,11 @@ fn ring_cache_equals_full_cache_with_a_small_window() {
     let toks = checks::tokens(m, n, 17);
     let vocab = m.config.vocab_size;
     for kv in [KvType::F16, KvType::F32] {
-        let ring = || Session::new(engine(), m.clone(), n).with_kv_type(kv).with_sliding_window(w);
+        let ring = || {
+            Session::new(engine(), m.clone(), n)
+                .with_kv_type(kv)
+                .with_sliding_window(w)
+        };
         let full = Session::new(engine(), m.clone(), n)
             .with_kv_type(kv)
             .with_sliding_window(w)

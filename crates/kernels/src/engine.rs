@@ -212,7 +212,11 @@ mod tests {
 
     #[test]
     fn defaults_and_pool() {
-        let e = Engine::builder().threads(3).decode_team(false).build().unwrap();
+        let e = Engine::builder()
+            .threads(3)
+            .decode_team(false)
+            .build()
+            .unwrap();
         assert_eq!(e.level(), Level::best());
         assert_eq!(e.threads(), 3);
         assert!(!e.decode_team());

@@ -124,20 +124,23 @@ fn shape_errors_are_reported() {
     let t = Tensor::borrowed(DType::Q4_1, &[64, 2], &wb).unwrap();
     let m = Matrix::new_in(table(), &t).unwrap();
     let mut act = Activations::new();
-    act.quantize_in(table(), DType::Q8_0, &[0.0; 64], 64).unwrap();
+    act.quantize_in(table(), DType::Q8_0, &[0.0; 64], 64)
+        .unwrap();
     let mut out = [0.0f32; 2];
     assert!(
         m.matvec(&act, &mut out).is_err(),
         "wrong activation type must be rejected"
     );
-    act.quantize_in(table(), DType::Q8_1, &[0.0; 64], 64).unwrap();
+    act.quantize_in(table(), DType::Q8_1, &[0.0; 64], 64)
+        .unwrap();
     assert!(
         m.matvec(&act, &mut [0.0f32; 3]).is_err(),
         "wrong output length must be rejected"
     );
     m.matvec(&act, &mut out).unwrap();
     assert!(
-        act.quantize_in(table(), DType::Q8_1, &[0.0; 48], 48).is_err(),
+        act.quantize_in(table(), DType::Q8_1, &[0.0; 48], 48)
+            .is_err(),
         "48 is not a block multiple"
     );
     let t3 = Tensor::borrowed(DType::Q4_1, &[32, 2, 2], &wb).unwrap();
@@ -227,7 +230,8 @@ fn matvec_rows_match_the_whole_matvec() {
         let w = weights(dtype, rows, cols);
         let m = Matrix::from_parts_in(table(), dtype, rows, cols, &w).unwrap();
         let mut act = Activations::new();
-        act.quantize_in(table(), m.act_type(), &data(cols, 0.7), cols).unwrap();
+        act.quantize_in(table(), m.act_type(), &data(cols, 0.7), cols)
+            .unwrap();
         let mut whole = vec![0.0f32; rows];
         m.matvec(&act, &mut whole).unwrap();
         for (r0, n) in [(0, 75), (0, 1), (3, 16), (17, 40), (74, 1), (60, 15)] {

@@ -180,7 +180,11 @@ fn engines_with_different_levels_side_by_side() {
     });
     for ((e, a), runs) in engines.iter().zip(&alone).zip(&together) {
         for r in runs {
-            assert!(same_bits(a, r), "{}: changed next to another engine", e.level());
+            assert!(
+                same_bits(a, r),
+                "{}: changed next to another engine",
+                e.level()
+            );
         }
         for (got, want) in a.iter().flatten().zip(&expected) {
             assert!((got - want).abs() < 2e-5, "{}: {got} vs {want}", e.level());
