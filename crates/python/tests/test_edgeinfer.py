@@ -339,27 +339,33 @@ def test_two_threads_generate_at_once(model):
     assert model.active_sessions == 0
 
 
-def test_the_gil_is_released_while_rust_runs(model):
-    """A Python thread counts while the main thread is inside one long Rust call; if the call
-    held the GIL the count could not move during it."""
+def test_the_gil_is_released_while_rust_runs():
+    """A session exists only inside the Rust call (score makes one and drops it before
+    returning): a Python thread that sees one alive ran while that call did, which it cannot
+    do unless the call released the GIL."""
+    m = edgeinfer.Model(SMOLLM2, threads=1, context=1024)
     text = "It was a bright cold day in April, and the clocks were striking thirteen. " * 12
-    count = [0]
+    seen = threading.Event()
     stop = threading.Event()
 
-    def counter():
+    def watch():
         while not stop.is_set():
-            count[0] += 1
+            if m.active_sessions == 1:
+                seen.set()
+                return
 
-    t = threading.Thread(target=counter)
+    t = threading.Thread(target=watch)
     t.start()
     try:
-        before = count[0]
-        model.score(text)
-        during = count[0] - before
+        for _ in range(20):
+            m.score(text)
+            if seen.is_set():
+                break
     finally:
         stop.set()
         t.join()
-    assert during > 0
+    assert seen.is_set()
+    assert m.active_sessions == 0
 
 
 def test_cancel_from_another_thread(model):
