@@ -92,7 +92,9 @@ def main():
             rows["cli"].append(cli_generate(cli, model))
             rows["py"].append(py_generate(model))
         med = lambda k, i: statistics.median(r[i] for r in rows[k])  # noqa: E731
+        rest = statistics.median(r[0] - r[1] for r in rows["cli"])
         print(f"CLI: wall {med('cli', 0):.3f}s, load {med('cli', 1):.3f}s, "
+              f"wall - load {rest * 1e3:.1f} ms, "
               f"prefill+decode {med('cli', 2) * 1e3:.1f} ms, {rows['cli'][0][3]} tokens")
         print(f"Python: load {med('py', 0):.3f}s, first generate {med('py', 1) * 1e3:.1f} ms, "
               f"second {med('py', 2) * 1e3:.1f} ms, {rows['py'][0][3]} tokens")
