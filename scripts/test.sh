@@ -19,6 +19,7 @@ for example in generate chat two_sessions lstm_classify zero_shot; do
 done
 scripts/test-server.sh # edgeinfer serve through the real openai Python client
 scripts/test-capi.sh # the C API: the C examples built against libedgeinfer.a and run
+scripts/test-python.sh # the Python bindings: abi3 wheel built with maturin, pytest in a fresh venv
 EDGEINFER_KERNELS=avx2 cargo test --release -p edgeinfer-kernels -p edgeinfer-lstm "$@"
 # The scalar pass: the kernels (every level against the contract), the LSTM, every
 # architecture's forward on the tiny golden models, and SmolLM2 end to end against the
