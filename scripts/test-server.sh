@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The server through the real `openai` Python client: build the CLI, start `edgeinfer serve`
 # with the default model on a free port, wait for /health, run tests/python/test_openai_client.py
-# (in a venv under the target directory, with openai and pytest from PyPI), stop the server.
+# (in a venv under the target directory, with openai and pytest from PyPI; the load test reads
+# the server's memory through its pid), stop the server.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 target="${CARGO_TARGET_DIR:-target}"
@@ -31,4 +32,4 @@ except Exception: print(0)")" = 200 ]; then
     sleep 0.2
 done
 grep -q "listening on http://127.0.0.1:$port" "$log" || { cat "$log"; echo "no address printed" >&2; exit 1; }
-EDGEINFER_SERVER_URL="$url" "$venv/bin/pytest" -q tests/python/test_openai_client.py
+EDGEINFER_SERVER_URL="$url" EDGEINFER_SERVER_PID="$server" "$venv/bin/pytest" -q tests/python/test_openai_client.py

@@ -114,3 +114,78 @@ def test_embeddings(client):
     assert r.usage.prompt_tokens > 0
     f = client.embeddings.create(model="smollm2", input="The cat sat on the mat.", encoding_format="float")
     assert f.data[0].embedding == a
+
+
+def _rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def _health():
+    import json
+    import urllib.request
+    with urllib.request.urlopen(os.environ["EDGEINFER_SERVER_URL"] + "/health", timeout=10) as r:
+        return json.load(r)
+
+
+def test_load_16_streaming_clients_some_disconnecting(client):
+    """16 concurrent streaming clients (the server has 2 slots; the rest queue), 4 of them
+    dropping their stream after 2 chunks, twice: every finished stream equals the same seeded
+    request run alone, nothing is refused or left busy, and the second round does not grow the
+    server's memory."""
+    import threading
+
+    prompt = "Write a list of fruits:"
+    tokens = 24
+
+    def request(seed):
+        return client.completions.create(
+            model="smollm2", prompt=prompt, max_tokens=tokens, temperature=0.9, seed=seed,
+            stream=True,
+        )
+
+    def run(seed, drop, out):
+        try:
+            stream = request(seed)
+            text = []
+            for i, c in enumerate(stream):
+                if c.choices:
+                    text.append(c.choices[0].text)
+                if drop and i == 1:
+                    stream.close()  # closes the connection: the server cancels it
+                    out[seed] = None
+                    return
+            out[seed] = "".join(text)
+        except Exception as e:  # noqa: BLE001 - recorded and asserted below
+            out[seed] = e
+
+    seeds = list(range(100, 116))
+    alone = {}
+    for s in seeds[:12]:
+        alone[s] = "".join(c.choices[0].text for c in request(s) if c.choices)
+
+    pid = int(os.environ["EDGEINFER_SERVER_PID"])
+    rss = []
+    for _ in range(2):
+        out = {}
+        threads = [threading.Thread(target=run, args=(s, s >= 112, out)) for s in seeds]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for s in seeds:
+            assert not isinstance(out[s], Exception), f"seed {s}: {out[s]!r}"
+            if s < 112:
+                assert out[s] == alone[s], f"seed {s}: under load {out[s]!r}, alone {alone[s]!r}"
+        # Cancelled slots are freed at the next step.
+        for _ in range(100):
+            h = _health()
+            if h["busy"] == 0 and h["queued"] == 0:
+                break
+            threading.Event().wait(0.05)
+        assert h["busy"] == 0 and h["queued"] == 0, h
+        rss.append(_rss_mib(pid))
+    assert rss[1] - rss[0] < 8, f"server RSS after round 1 / 2: {rss} MiB"
