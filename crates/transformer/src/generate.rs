@@ -341,8 +341,11 @@ impl<S: BorrowMut<Session>> Generator<S> {
         self.session.borrow()
     }
 
-    /// End the generation and take the session back (as it is: the tokens run so far stay in
-    /// its cache; the last generated token, not run yet, is not).
+    /// End the generation and take the session back, as it is: the tokens run so far stay in
+    /// its cache. Each piece's token is run before the piece is returned, except the one at
+    /// which the generation stopped (a stop string, the budget, a cancel seen before its run):
+    /// compare [`Session::n_past`] with the prompt and [`Generator::generated`] to see whether
+    /// the last token is in the cache.
     pub fn into_session(self) -> S {
         self.session
     }
