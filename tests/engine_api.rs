@@ -225,7 +225,10 @@ fn cancel_from_another_thread_stops_a_generation_and_the_session_goes_on() {
     let mut session = gen.into_session();
     let ran = [&prompt[..], &generated[..generated.len() - 1]].concat();
     if session.n_past() == ran.len() + 1 {
-        assert_eq!(session.tokens(), [&prompt[..], &generated[..]].concat().as_slice());
+        assert_eq!(
+            session.tokens(),
+            [&prompt[..], &generated[..]].concat().as_slice()
+        );
         session.truncate(ran.len());
     }
     assert_eq!(session.tokens(), ran.as_slice());

@@ -172,36 +172,94 @@ impl Sampler {
             cand.select_nth_unstable_by(c.top_k - 1, by_logit);
             cand.truncate(c.top_k);
         }
-        cand.sort_unstable_by(by_logit);
+        // Candidates are walked from the most likely; only the prefix a step needs is sorted
+        // (a vocabulary of 50k–150k entries is rarely needed beyond its first hundred).
+        let mut sorted = 0;
+        let mut prefix = |cand: &mut Vec<(u32, f32)>, need: usize| {
+            let need = need.min(cand.len());
+            if need > sorted {
+                let want = need.max(2 * sorted).max(64).min(cand.len());
+                let rest = &mut cand[sorted..];
+                let k = want - sorted;
+                if k < rest.len() {
+                    rest.select_nth_unstable_by(k - 1, by_logit);
+                }
+                rest[..k].sort_unstable_by(by_logit);
+                sorted = want;
+            }
+        };
+        let mut truncated = false;
         if c.top_p < 1.0 {
-            let probs = softmax(&cand, 1.0);
+            let (e, sum) = weights(&cand, 1.0);
             let mut cum = 0.0;
             let mut keep = cand.len();
-            for (i, p) in probs.iter().enumerate() {
-                cum += p;
+            let mut i = 0;
+            while i < cand.len() {
+                prefix(&mut cand, i + 1);
+                cum += e(cand[i].1) / sum;
                 if cum >= f64::from(c.top_p) {
                     keep = i + 1;
                     break;
                 }
+                i += 1;
             }
+            prefix(&mut cand, keep);
             cand.truncate(keep.max(1));
+            truncated = true;
         }
         if c.min_p > 0.0 {
+            prefix(&mut cand, 1);
             let threshold = cand[0].1 + c.min_p.ln();
-            let keep = cand.iter().take_while(|x| x.1 >= threshold).count();
+            let mut keep = 0;
+            while keep < cand.len() {
+                prefix(&mut cand, keep + 1);
+                if cand[keep].1 < threshold {
+                    break;
+                }
+                keep += 1;
+            }
             cand.truncate(keep.max(1));
+            truncated = true;
         }
-        let probs = softmax(&cand, c.temperature);
+        if truncated {
+            // The kept candidates are a sorted prefix: sample among them.
+            let n = cand.len();
+            prefix(&mut cand, n);
+            let probs = softmax(&cand, c.temperature);
+            let r = self.rng.uniform();
+            let mut cum = 0.0;
+            for (p, &(id, _)) in probs.iter().zip(&cand) {
+                cum += p;
+                if r < cum {
+                    return id;
+                }
+            }
+            return cand[cand.len() - 1].0;
+        }
+        let (e, sum) = weights(&cand, c.temperature);
         let r = self.rng.uniform();
         let mut cum = 0.0;
-        for (p, &(id, _)) in probs.iter().zip(&cand) {
-            cum += p;
+        for i in 0..cand.len() {
+            prefix(&mut cand, i + 1);
+            cum += e(cand[i].1) / sum;
             if r < cum {
-                return id;
+                return cand[i].0;
             }
         }
-        cand[cand.len() - 1].0
+        let n = cand.len();
+        prefix(&mut cand, n);
+        cand[n - 1].0
     }
+}
+
+/// The unnormalized softmax weight of a logit at `temperature` (`exp((l − max) / t)`), and the
+/// weights' sum over `cand`.
+fn weights(cand: &[(u32, f32)], temperature: f32) -> (impl Fn(f32) -> f64, f64) {
+    let max = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
+    let t = f64::from(temperature);
+    let e = move |l: f32| ((f64::from(l) - f64::from(max)) / t).exp();
+    let sum = cand.iter().map(|c| e(c.1)).sum();
+    (e, sum)
 }
 
 /// Index of the largest value (lowest index on ties; NaN never wins): the greedy choice.
@@ -229,6 +287,92 @@ fn softmax(cand: &[(u32, f32)], temperature: f32) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sampler as a full sort of the candidates defines it (penalties off): what
+    /// [`Sampler::sample`], which sorts only the prefix it needs, must pick.
+    fn reference(cfg: &SamplerConfig, rng: &mut Rng, logits: &[f32]) -> u32 {
+        let mut cand: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as u32, v))
+            .collect();
+        let by = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        cand.sort_by(by);
+        if cfg.top_k > 0 {
+            cand.truncate(cfg.top_k);
+        }
+        if cfg.top_p < 1.0 {
+            let p = softmax(&cand, 1.0);
+            let mut cum = 0.0;
+            let keep = p
+                .iter()
+                .position(|x| {
+                    cum += x;
+                    cum >= f64::from(cfg.top_p)
+                })
+                .map_or(cand.len(), |i| i + 1);
+            cand.truncate(keep);
+        }
+        if cfg.min_p > 0.0 {
+            let threshold = cand[0].1 + cfg.min_p.ln();
+            let keep = cand.iter().take_while(|x| x.1 >= threshold).count();
+            cand.truncate(keep.max(1));
+        }
+        let p = softmax(&cand, cfg.temperature);
+        let r = rng.uniform();
+        let mut cum = 0.0;
+        for (x, c) in p.iter().zip(&cand) {
+            cum += x;
+            if r < cum {
+                return c.0;
+            }
+        }
+        cand[cand.len() - 1].0
+    }
+
+    #[test]
+    fn partial_sorting_picks_what_a_full_sort_picks() {
+        let mut gen = Rng::new(7);
+        let mut draws = 0;
+        for case in 0..60 {
+            let n = [5, 64, 65, 300, 5000][case % 5];
+            // Peaked and flat distributions, with ties.
+            let scale = [0.5f32, 3.0, 12.0][case % 3];
+            let logits: Vec<f32> = (0..n)
+                .map(|_| ((gen.uniform() as f32 * scale * 8.0).round() / 8.0))
+                .collect();
+            for (top_k, top_p, min_p) in [
+                (0, 1.0, 0.0),
+                (40, 1.0, 0.0),
+                (0, 0.9, 0.0),
+                (0, 1.0, 0.05),
+                (100, 0.95, 0.02),
+            ] {
+                let cfg = SamplerConfig {
+                    temperature: 0.8,
+                    top_k,
+                    top_p,
+                    min_p,
+                    repeat_penalty: 1.0,
+                    frequency_penalty: 0.0,
+                    presence_penalty: 0.0,
+                    penalty_last_n: 0,
+                    seed: case as u64,
+                };
+                let mut s = Sampler::new(cfg.clone());
+                let mut rng = Rng::new(cfg.seed);
+                for _ in 0..20 {
+                    assert_eq!(
+                        s.sample(&logits),
+                        reference(&cfg, &mut rng, &logits),
+                        "n {n}, scale {scale}, {cfg:?}"
+                    );
+                    draws += 1;
+                }
+            }
+        }
+        assert_eq!(draws, 6000);
+    }
 
     fn counts(cfg: SamplerConfig, logits: &[f32], n: usize) -> Vec<usize> {
         let mut s = Sampler::new(cfg);
