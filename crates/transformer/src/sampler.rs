@@ -339,7 +339,7 @@ mod tests {
             // Peaked and flat distributions, with ties.
             let scale = [0.5f32, 3.0, 12.0][case % 3];
             let logits: Vec<f32> = (0..n)
-                .map(|_| ((gen.uniform() as f32 * scale * 8.0).round() / 8.0))
+                .map(|_| (gen.uniform() as f32 * scale * 8.0).round() / 8.0)
                 .collect();
             for (top_k, top_p, min_p) in [
                 (0, 1.0, 0.0),
