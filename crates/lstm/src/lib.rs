@@ -58,10 +58,12 @@
 //! Q4_0): E and H must then be multiples of 32. [`LstmWeights::to_gguf`] keeps a tensor in f32
 //! when its rows do not fit the blocks.
 
+pub mod bow;
 mod config;
 mod model;
 mod weights;
 
+pub use bow::NaiveBayes;
 pub use config::{Keep, LstmConfig, ARCH};
 pub use edgeinfer_kernels::{Engine, EngineBuilder, EngineError, Level};
 pub use model::{argmax, truncate, Classification, LstmClassifier, StepTrace, MAX_TOKENS};

@@ -17,7 +17,8 @@
 //!   cancelled from any thread; it owns its session (and gives it back) or borrows it.
 //! * [`chat`] — chat templates rendered with minijinja; [`Session::reuse_prefix`] keeps a
 //!   conversation's cache between turns.
-//! * [`ZeroShot`] — the decoder as a zero-shot classifier.
+//! * [`ZeroShot`] — the decoder as a zero-shot or few-shot classifier.
+//! * [`Probe`] — a linear head over the decoder's pooled hidden states.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -46,6 +47,7 @@ mod config;
 mod generate;
 mod model;
 mod perplexity;
+mod probe;
 mod sampler;
 mod session;
 mod tokenizer;
@@ -57,6 +59,7 @@ pub use edgeinfer_kernels::{Engine, EngineBuilder, EngineError, Level};
 pub use generate::{CancelToken, Decoding, Generator, Piece, StepOutcome, StopReason, TokenStream};
 pub use model::{Layer, Model, WeightRef};
 pub use perplexity::{log_prob, perplexity, Perplexity};
+pub use probe::{Probe, ProbeResult, PROBE_ARCHITECTURE};
 pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use session::{KvType, Logits, Precision, Session, StepProfile, MAX_BATCH};
 pub use tokenizer::{token_type, Tokenizer};

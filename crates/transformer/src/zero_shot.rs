@@ -6,6 +6,11 @@
 //! label's score is taken relative to its mean score over a set of unlabelled texts: content-free
 //! ones (`""`, `"N/A"`: "contextual calibration", Zhao et al., 2021) or a sample of texts from the
 //! task ("batch calibration", Zhou et al., 2023). No labels are used.
+//!
+//! With [`ZeroShot::with_examples`] it is a few-shot classifier: k labelled examples go into the
+//! prompt before the text. Every prompt then starts with the same tokens (template, instruction,
+//! examples); a session keeps them cached between texts and runs only the text and what follows
+//! ([`Session::reuse_prefix`]), so the examples cost their prefill once, not once per text.
 
 use std::sync::Arc;
 
@@ -22,6 +27,9 @@ pub struct ZeroShot {
     instruction: String,
     /// Text tokens kept (the rest of a longer text is cut).
     pub max_text_tokens: usize,
+    /// Labelled examples shown before the text (few-shot), already cut and rendered.
+    shots: String,
+    n_shots: usize,
     /// Per-label log-probabilities for content-free input, subtracted from every score.
     baseline: Option<Vec<f64>>,
 }
@@ -37,6 +45,8 @@ pub struct ZeroShotResult {
     pub probs: Vec<f64>,
     /// Tokens in the prompt.
     pub prompt_tokens: usize,
+    /// Of those, the tokens the session already held from an earlier prompt (not run again).
+    pub reused_tokens: usize,
 }
 
 impl ZeroShot {
@@ -70,8 +80,54 @@ impl ZeroShot {
             label_ids,
             instruction: instruction.to_string(),
             max_text_tokens: 1024,
+            shots: String::new(),
+            n_shots: 0,
             baseline: None,
         })
+    }
+
+    /// Show these labelled examples (text, label index) in every prompt, in this order, each
+    /// text cut to `max_tokens` tokens. Replaces earlier examples; an empty list is zero-shot.
+    /// A calibration measured before no longer applies: calibrate again after this.
+    pub fn with_examples(
+        mut self,
+        examples: &[(&str, usize)],
+        max_tokens: usize,
+    ) -> Result<Self, TransformerError> {
+        let mut shots = String::new();
+        for (i, &(text, label)) in examples.iter().enumerate() {
+            let Some(name) = self.labels.get(label) else {
+                return Err(TransformerError::BadConfig {
+                    what: format!(
+                        "few-shot example {i} has label index {label}, but there are only {} \
+                         labels",
+                        self.labels.len()
+                    ),
+                });
+            };
+            shots += &format!("Text: {}\nAnswer: {name}\n\n", self.cut(text, max_tokens)?);
+        }
+        self.shots = shots;
+        self.n_shots = examples.len();
+        self.baseline = None;
+        Ok(self)
+    }
+
+    /// Examples shown in each prompt (0: zero-shot).
+    pub fn n_examples(&self) -> usize {
+        self.n_shots
+    }
+
+    fn cut(&self, text: &str, max_tokens: usize) -> Result<String, TransformerError> {
+        let tok = &self.model.tokenizer;
+        let ids = tok.encode(text, false)?;
+        Ok(if ids.len() > max_tokens {
+            tok.decode(&ids[..max_tokens], false)
+        } else {
+            text.to_string()
+        }
+        .trim()
+        .to_string())
     }
 
     /// Content-free inputs for [`calibrate`](Self::calibrate) when no task texts are at hand.
@@ -112,25 +168,27 @@ impl ZeroShot {
     /// The prompt's token ids for `text` (cut to `max_text_tokens` tokens of text).
     pub fn prompt(&self, text: &str) -> Result<Vec<u32>, TransformerError> {
         let tok = &self.model.tokenizer;
-        let ids = tok.encode(text, false)?;
-        let text = if ids.len() > self.max_text_tokens {
-            tok.decode(&ids[..self.max_text_tokens], false)
+        let text = self.cut(text, self.max_text_tokens)?;
+        let labels = self.labels.join(" or ");
+        let user = if self.n_shots == 0 {
+            format!(
+                "{}\n\nText: {text}\n\nAnswer with one word: {labels}.",
+                self.instruction
+            )
         } else {
-            text.to_string()
+            // Instruction and examples first, so that every prompt shares them as a prefix.
+            format!(
+                "{} Answer with one word: {labels}.\n\n{}Text: {text}\nAnswer:",
+                self.instruction, self.shots
+            )
         };
-        let user = format!(
-            "{}\n\nText: {}\n\nAnswer with one word: {}.",
-            self.instruction,
-            text.trim(),
-            self.labels.join(" or ")
-        );
         let messages = [Message::new("user", &user)];
         let rendered = render_for(template_for(&self.model), tok, &messages, true)?;
         tok.encode(&rendered, true)
     }
 
-    /// Score every label for `text` in `session` (a session of this classifier's model,
-    /// cleared first; left holding the prompt).
+    /// Score every label for `text` in `session` (a session of this classifier's model; it is
+    /// left holding the prompt, and the part of the prompt it already holds is not run again).
     pub fn classify(
         &self,
         session: &mut Session,
@@ -142,8 +200,8 @@ impl ZeroShot {
             });
         }
         let prompt = self.prompt(text)?;
-        session.truncate(0);
-        let last = session.forward(&prompt, 0)?;
+        let kept = session.reuse_prefix(&prompt);
+        let last = session.forward(&prompt[kept..], kept)?;
         let n = prompt.len();
         let mut log_probs = Vec::with_capacity(self.labels.len());
         for ids in &self.label_ids {
@@ -177,6 +235,7 @@ impl ZeroShot {
             log_probs,
             probs,
             prompt_tokens: n,
+            reused_tokens: kept,
         })
     }
 }
