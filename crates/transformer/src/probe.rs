@@ -65,7 +65,7 @@ impl Probe {
                 "a probe needs two or more labels, got {labels:?}"
             )));
         }
-        if bias.len() != classes || weight.is_empty() || weight.len() % classes != 0 {
+        if bias.len() != classes || weight.is_empty() || !weight.len().is_multiple_of(classes) {
             return Err(bad(format!(
                 "probe weights: {} values and {} biases for {classes} labels",
                 weight.len(),
@@ -76,7 +76,7 @@ impl Probe {
             return Err(bad("probe weights hold a NaN or infinity"));
         }
         let dim = weight.len() / classes;
-        let dtype = if dim % 32 == 0 {
+        let dtype = if dim.is_multiple_of(32) {
             DType::Q8_0
         } else {
             DType::F32
