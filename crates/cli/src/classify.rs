@@ -1,4 +1,5 @@
-//! `edgeinfer classify`: an LSTM classifier file, or a decoder as a zero-shot classifier.
+//! `edgeinfer classify`: an LSTM classifier file, a decoder as a zero-shot classifier, or a
+//! probe file (a linear head over a decoder's features, from `edgeinfer train-probe`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use clap::Args;
 use edgeinfer_gguf::GgufFile;
 use edgeinfer_lstm::{LstmClassifier, ARCH};
 use edgeinfer_lstm_train::{read_examples, Example};
-use edgeinfer_transformer::{Engine, Model, Session, ZeroShot};
+use edgeinfer_transformer::{Engine, Model, Probe, Session, ZeroShot, PROBE_ARCHITECTURE};
 use serde_json::json;
 
 /// Default task description for zero-shot prompts.
@@ -18,10 +19,14 @@ pub const DEFAULT_INSTRUCTION: &str = "Classify the following text.";
 
 #[derive(Args, Debug)]
 pub struct ClassifyArgs {
-    /// An LSTM classifier GGUF, or a decoder GGUF for zero-shot classification (default: the
-    /// default decoder, fetched if absent).
+    /// An LSTM classifier GGUF, a probe GGUF (`train-probe`), or a decoder GGUF for zero-shot
+    /// classification (default: the default decoder, fetched if absent).
     #[arg(short, long)]
     pub model: Option<PathBuf>,
+    /// The decoder a probe reads features from (default: the file the probe names, in the
+    /// models directory). Its sha256 must be the one the probe was trained on.
+    #[arg(long)]
+    pub decoder: Option<PathBuf>,
     /// The text to classify.
     #[arg(conflicts_with = "file")]
     pub text: Option<String>,
@@ -50,6 +55,7 @@ pub struct ClassifyArgs {
 pub enum Classifier {
     Lstm(Arc<LstmClassifier>),
     Decoder(Arc<Model>, Vec<String>, String),
+    Probe(Probe, Arc<Model>),
 }
 
 /// One prediction: label index and per-label probabilities.
@@ -78,6 +84,12 @@ impl Classifier {
             }
             return Ok(Classifier::Lstm(Arc::new(model)));
         }
+        if arch == PROBE_ARCHITECTURE {
+            bail!(
+                "{} is a probe: open it with Classifier::open_probe",
+                path.display()
+            );
+        }
         drop(file);
         if labels.len() < 2 {
             bail!(
@@ -93,10 +105,42 @@ impl Classifier {
         ))
     }
 
+    /// A probe file and its decoder (`decoder`, else the file the probe names under the
+    /// models directory), checked to be the decoder the probe was trained on (sha256).
+    pub fn open_probe(path: &Path, decoder: Option<&Path>) -> Result<Classifier> {
+        let probe = Probe::load(path).with_context(|| format!("loading {}", path.display()))?;
+        let dec = match decoder {
+            Some(d) => crate::model_path::resolve(Some(d.to_path_buf()))?,
+            None => crate::model_path::models_dir().join(&probe.decoder_name),
+        };
+        if !dec.exists() {
+            bail!(
+                "{} was trained on {} (sha256 {}), which is not at {}: pass --decoder",
+                path.display(),
+                probe.decoder_name,
+                probe.decoder_sha256,
+                dec.display()
+            );
+        }
+        let sha = crate::suite::sha256_of(&dec)?;
+        if sha != probe.decoder_sha256 {
+            bail!(
+                "{} was trained on {} (sha256 {}), but {} has sha256 {sha}",
+                path.display(),
+                probe.decoder_name,
+                probe.decoder_sha256,
+                dec.display()
+            );
+        }
+        let model = Model::load(&dec).with_context(|| format!("loading {}", dec.display()))?;
+        Ok(Classifier::Probe(probe, Arc::new(model)))
+    }
+
     pub fn labels(&self) -> &[String] {
         match self {
             Classifier::Lstm(m) => &m.labels,
             Classifier::Decoder(_, l, _) => l,
+            Classifier::Probe(p, _) => &p.labels,
         }
     }
 
@@ -141,6 +185,19 @@ impl Classifier {
                     })
                     .collect()
             }
+            Classifier::Probe(probe, model) => {
+                let mut session = Session::new(engine, model.clone(), probe.max_text_tokens + 8);
+                texts
+                    .iter()
+                    .map(|t| {
+                        let r = probe.classify(&mut session, t)?;
+                        Ok(Prediction {
+                            label: r.label,
+                            probs: r.probs.iter().map(|&p| f64::from(p)).collect(),
+                        })
+                    })
+                    .collect()
+            }
         }
     }
 }
@@ -148,7 +205,14 @@ impl Classifier {
 pub fn run(out: &mut impl Write, a: &ClassifyArgs) -> Result<()> {
     let engine = crate::llm::engine(a.threads)?;
     let path = crate::model_path::resolve(a.model.clone())?;
-    let clf = Classifier::open(&path, &a.labels, &a.instruction)?;
+    let is_probe = GgufFile::open(&path)
+        .map(|f| f.metadata().get_str("general.architecture").ok() == Some(PROBE_ARCHITECTURE))
+        .unwrap_or(false);
+    let clf = if is_probe {
+        Classifier::open_probe(&path, a.decoder.as_deref())?
+    } else {
+        Classifier::open(&path, &a.labels, &a.instruction)?
+    };
     let examples: Vec<Example> = match (&a.text, &a.file) {
         (Some(t), None) => vec![Example {
             text: t.clone(),

@@ -10,6 +10,8 @@ mod quantize;
 mod serve;
 mod suite;
 mod train;
+#[cfg(feature = "train")]
+mod train_probe;
 
 use std::path::PathBuf;
 
@@ -119,6 +121,10 @@ enum Cmd {
     Compare(compare::CompareArgs),
     /// Train the LSTM text-classifier baseline and write it as one GGUF file.
     TrainLstm(train::TrainArgs),
+    /// Fit a linear probe (a classifier head over a decoder's pooled hidden states) and write
+    /// it as a GGUF naming the decoder by file name and sha256.
+    #[cfg(feature = "train")]
+    TrainProbe(train_probe::TrainProbeArgs),
     /// Quantize a GGUF model to Q4_0 … Q6_K or a K-quant mix, as llama-quantize does.
     Quantize(quantize::QuantizeArgs),
     /// Serve the model over HTTP with an OpenAI-compatible API (completions, chat, streaming,
@@ -205,6 +211,8 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Classify(args) => classify::run(&mut out, &args)?,
         Cmd::Compare(args) => compare::run(&mut out, &args)?,
         Cmd::TrainLstm(args) => train::run(&mut out, &args)?,
+        #[cfg(feature = "train")]
+        Cmd::TrainProbe(args) => train_probe::run(&mut out, &args)?,
         Cmd::Quantize(args) => quantize::run(&mut out, &args)?,
         Cmd::Serve(args) => serve::run(&mut out, &args)?,
         Cmd::Tokenize { model, text, json } => llm::tokenize(&mut out, &model, &text, json)?,

@@ -167,6 +167,13 @@ fn sha256_file(path: &Path, memo: &mut HashMap<PathBuf, String>) -> Result<Strin
     if let Some(h) = memo.get(path) {
         return Ok(h.clone());
     }
+    let hex = sha256_of(path)?;
+    memo.insert(path.to_path_buf(), hex.clone());
+    Ok(hex)
+}
+
+/// The sha256 of a file's contents, as lower-case hex.
+pub fn sha256_of(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -177,9 +184,7 @@ fn sha256_file(path: &Path, memo: &mut HashMap<PathBuf, String>) -> Result<Strin
         }
         h.update(&buf[..n]);
     }
-    let hex = format!("{:x}", h.finalize());
-    memo.insert(path.to_path_buf(), hex.clone());
-    Ok(hex)
+    Ok(format!("{:x}", h.finalize()))
 }
 
 /// CPU seconds (user + system) of this process so far, from `/proc/self/stat` (Linux); NaN
@@ -442,78 +447,24 @@ pub fn worker(spec: &Value) -> Result<Value> {
 /// on the validation split) and write it to `out`.
 #[cfg(feature = "train")]
 fn fit_probe(spec: &Value, task: &TaskData, session: &mut Session, out: &Path) -> Result<Value> {
-    use edgeinfer_lstm_train::{fit_linear, LinearOptions};
-    let max_tokens = spec_usize(spec, "max_text_tokens")?;
     let limit = spec_usize(spec, "train_limit")?;
-    let feats = |session: &mut Session, ex: &[Example]| -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
-        let mut x = Vec::with_capacity(ex.len());
-        let mut y = Vec::with_capacity(ex.len());
-        for e in ex {
-            x.push(Probe::features(session, &e.text, max_tokens)?.0);
-            y.push(task.labels.iter().position(|l| *l == e.label).unwrap_or(0));
-        }
-        Ok((x, y))
-    };
     let train = &task.train[..task.train.len().min(limit)];
-    let valid = &task.valid[..task.valid.len().min(limit / 4).max(1).min(task.valid.len())];
-    let (tx, ty) = feats(session, train)?;
-    let (vx, vy) = feats(session, valid)?;
-    let mut best: Option<(f64, f64, edgeinfer_lstm_train::LinearFit)> = None;
-    for l2 in [1e-4, 1e-3, 1e-2, 1e-1] {
-        let fit = fit_linear(
-            &tx,
-            &ty,
-            task.labels.len(),
-            &LinearOptions {
-                l2,
-                ..Default::default()
-            },
-        )?;
-        let right = vx
-            .iter()
-            .zip(&vy)
-            .filter(|(x, &y)| {
-                let d = x.len();
-                let score = |c: usize| {
-                    fit.bias[c]
-                        + fit.weight[c * d..(c + 1) * d]
-                            .iter()
-                            .zip(x.iter())
-                            .map(|(w, v)| w * v)
-                            .sum::<f32>()
-                };
-                (0..task.labels.len())
-                    .max_by(|&a, &b| score(a).total_cmp(&score(b)))
-                    .unwrap_or(0)
-                    == y
-            })
-            .count();
-        let acc = right as f64 / vx.len() as f64;
-        if best.as_ref().is_none_or(|b| acc > b.1) {
-            best = Some((l2, acc, fit));
-        }
-    }
-    let (l2, valid_acc, fit) = best.expect("four fits");
-    let decoder = PathBuf::from(spec_str(spec, "model")?);
-    let probe = Probe::new(
-        task.labels.clone(),
-        &fit.weight,
-        fit.bias.clone(),
-        &decoder
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+    let valid = &task.valid[..task.valid.len().min((limit / 4).max(1))];
+    let (probe, r) = crate::train_probe::fit(
+        session,
+        Path::new(spec_str(spec, "model")?),
         spec_str(spec, "model_sha256")?,
-        max_tokens,
+        &task.labels,
+        train,
+        valid,
+        spec_usize(spec, "max_text_tokens")?,
+        &mut || {},
     )?;
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
     probe.write(out)?;
-    Ok(json!({
-        "l2": l2, "valid_accuracy": valid_acc, "train_accuracy": fit.train_accuracy,
-        "train_texts": train.len(), "valid_texts": valid.len(),
-    }))
+    Ok(r.json(train.len(), valid.len()))
 }
 
 #[cfg(not(feature = "train"))]

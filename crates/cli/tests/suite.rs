@@ -260,3 +260,97 @@ fn suite_refuses_bad_data_with_the_reason() {
     assert!(e.contains("unknown task \"nope\""), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn train_probe_writes_a_probe_that_classify_uses_and_checks() {
+    let dir = std::env::temp_dir().join(format!("edgeinfer-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = text_data();
+    // The first rows of the SMS splits (spam is 13 %: take enough rows to hold some).
+    let head = |split: &str, n: usize| {
+        let text = std::fs::read_to_string(data.join(format!("sms/{split}.csv"))).unwrap();
+        let mut rdr_rows = Vec::new();
+        let mut rest = text.as_str();
+        // Rows may hold quoted newlines: cut at a newline followed by a row that parses as
+        // one more record, by counting quotes.
+        while rdr_rows.len() <= n && !rest.is_empty() {
+            let mut quotes = 0;
+            let mut end = rest.len();
+            for (i, c) in rest.char_indices() {
+                if c == '"' {
+                    quotes += 1;
+                }
+                if c == '\n' && quotes % 2 == 0 {
+                    end = i + 1;
+                    break;
+                }
+            }
+            rdr_rows.push(&rest[..end]);
+            rest = &rest[end..];
+        }
+        let p = dir.join(format!("{split}.csv"));
+        std::fs::write(&p, rdr_rows.concat()).unwrap();
+        p
+    };
+    let (train, valid, test) = (head("train", 80), head("valid", 20), head("test", 24));
+    let probe = dir.join("sms-probe.gguf");
+    let out = edgeinfer(&[
+        "train-probe",
+        "--train",
+        train.to_str().unwrap(),
+        "--valid",
+        valid.to_str().unwrap(),
+        "--out",
+        probe.to_str().unwrap(),
+        "--max-text-tokens",
+        "64",
+        "-t",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("2 labels, 576 features"), "{said}");
+    let out = edgeinfer(&[
+        "classify",
+        "-m",
+        probe.to_str().unwrap(),
+        "--file",
+        test.to_str().unwrap(),
+        "--label-col",
+        "label",
+        "-t",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let acc: f64 = err
+        .split("accuracy ")
+        .nth(1)
+        .and_then(|s| s.trim().trim_end_matches('%').parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(acc >= 80.0, "{err}");
+    // Another decoder than the one it was trained on is refused, naming both.
+    let out = edgeinfer(&[
+        "classify",
+        "-m",
+        probe.to_str().unwrap(),
+        "--decoder",
+        "fixtures/decoder/llama-q8_0.gguf",
+        "hello",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("was trained on SmolLM2-135M-Instruct.Q4_1.gguf") && err.contains("but"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
