@@ -63,11 +63,10 @@ mod model;
 mod weights;
 
 pub use config::{Keep, LstmConfig, ARCH};
-pub use edgeinfer_kernels::{Engine, EngineBuilder, EngineError, Level};
-pub use model::{argmax, truncate, Classification, LstmClassifier, StepTrace, MAX_TOKENS};
+pub use edgeinfer_kernels::ops::argmax;
+pub use edgeinfer_kernels::{Engine, EngineBuilder, EngineError, Level, WeightError};
+pub use model::{truncate, Classification, LstmClassifier, StepTrace, MAX_TOKENS};
 pub use weights::{DirectionWeights, LstmWeights};
-
-use edgeinfer_tensor::DType;
 
 /// Errors of the LSTM crate.
 #[derive(Debug, thiserror::Error)]
@@ -83,16 +82,9 @@ pub enum LstmError {
     WrongArchitecture { arch: String },
     #[error("bad LSTM config: {what}")]
     BadConfig { what: String },
-    #[error("tensor {name:?} missing from the model file")]
-    MissingTensor { name: String },
-    #[error("tensor {name:?}: expected shape {expected:?}, found {actual:?}")]
-    TensorShape {
-        name: String,
-        expected: Vec<usize>,
-        actual: Vec<usize>,
-    },
-    #[error("tensor {name:?} has type {dtype}, which has no matrix kernel")]
-    UnsupportedTensorType { name: String, dtype: DType },
+    /// A weight missing, of the wrong shape or of a type the kernels cannot compute with.
+    #[error(transparent)]
+    Weight(#[from] WeightError),
     #[error("tokenizer: {what}")]
     Tokenizer { what: String },
     #[error("token id {id} is outside the vocabulary of {vocab}")]
