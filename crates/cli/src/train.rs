@@ -6,10 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use edgeinfer_lstm::{Keep, LstmClassifier};
-use edgeinfer_lstm_train::{
-    accuracy, read_examples, train, PretrainedEmbeddings, Progress, TrainOptions,
-};
+use edgeinfer_lstm::{read_examples, Keep, LstmClassifier};
+use edgeinfer_lstm_train::{accuracy, train, PretrainedEmbeddings, Progress, TrainOptions};
 use edgeinfer_tensor::DType;
 use indicatif::{ProgressBar, ProgressStyle};
 

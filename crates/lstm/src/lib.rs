@@ -15,6 +15,9 @@
 //! Embedding → LSTM layer(s) (optionally bidirectional) → final hidden state (forward and
 //! backward directions concatenated) → linear → softmax.
 //!
+//! [`data`] reads labelled texts from CSV or JSON Lines ([`read_examples`]) and maps their
+//! labels to class indices ([`label_ids`]).
+//!
 //! # Gate order and equations
 //!
 //! The same as PyTorch's `nn.LSTM`, so its `state_dict` loads unchanged (after a transpose-free
@@ -59,10 +62,12 @@
 //! when its rows do not fit the blocks.
 
 mod config;
+pub mod data;
 mod model;
 mod weights;
 
 pub use config::{Keep, LstmConfig, ARCH};
+pub use data::{label_ids, read_examples, DataError, Example};
 pub use edgeinfer_kernels::ops::argmax;
 pub use edgeinfer_kernels::{Engine, EngineBuilder, EngineError, Level, WeightError};
 pub use model::{truncate, Classification, LstmClassifier, StepTrace, MAX_TOKENS};
