@@ -1,4 +1,6 @@
-//! The `edgeinfer` command-line tool.
+//! The `edgeinfer` command-line tool. Cargo features (both default): `train` gives
+//! `train-lstm` (candle), `serve` gives `serve` (axum, tokio); an embedded build leaves them
+//! out with `--no-default-features`.
 
 mod bench;
 mod classify;
@@ -7,7 +9,9 @@ mod inspect;
 mod llm;
 mod model_path;
 mod quantize;
+#[cfg(feature = "serve")]
 mod serve;
+#[cfg(feature = "train")]
 mod train;
 
 use std::path::PathBuf;
@@ -116,11 +120,13 @@ enum Cmd {
     /// Compare the LSTM baseline (f32, int8, int4) with a decoder as zero-shot classifier.
     Compare(compare::CompareArgs),
     /// Train the LSTM text-classifier baseline and write it as one GGUF file.
+    #[cfg(feature = "train")]
     TrainLstm(train::TrainArgs),
     /// Quantize a GGUF model to Q4_0 … Q6_K or a K-quant mix, as llama-quantize does.
     Quantize(quantize::QuantizeArgs),
     /// Serve the model over HTTP with an OpenAI-compatible API (completions, chat, streaming,
     /// logprobs, an LSTM classifier), several generations at once.
+    #[cfg(feature = "serve")]
     Serve(serve::ServeArgs),
     /// Perplexity of a text file (llama.cpp's method: windows of --ctx, second half scored).
     Perplexity {
@@ -202,8 +208,10 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench(args) => bench::run(&mut out, &args)?,
         Cmd::Classify(args) => classify::run(&mut out, &args)?,
         Cmd::Compare(args) => compare::run(&mut out, &args)?,
+        #[cfg(feature = "train")]
         Cmd::TrainLstm(args) => train::run(&mut out, &args)?,
         Cmd::Quantize(args) => quantize::run(&mut out, &args)?,
+        #[cfg(feature = "serve")]
         Cmd::Serve(args) => serve::run(&mut out, &args)?,
         Cmd::Tokenize { model, text, json } => llm::tokenize(&mut out, &model, &text, json)?,
         Cmd::Score {
