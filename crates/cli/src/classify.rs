@@ -9,8 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use edgeinfer_gguf::GgufFile;
-use edgeinfer_lstm::{LstmClassifier, ARCH};
-use edgeinfer_lstm_train::{read_examples, Example};
+use edgeinfer_lstm::{read_examples, Example, LstmClassifier, ARCH};
 use edgeinfer_transformer::{Engine, Model, Probe, Session, ZeroShot, PROBE_ARCHITECTURE};
 use serde_json::json;
 

@@ -101,23 +101,6 @@ pub fn engine(threads: Option<usize>) -> Result<Engine> {
     b.build().context("starting the engine")
 }
 
-/// Set the size of rayon's global pool once for the process (training runs there).
-pub fn init_threads(threads: Option<usize>) -> Result<usize> {
-    let n = threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    if n == 0 {
-        bail!("--threads must be at least 1");
-    }
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global()
-        .context("starting the thread pool")?;
-    Ok(n)
-}
-
 /// The model of `args` (shared) and the engine to run it on, and the load time.
 pub fn load(args: &ModelArgs) -> Result<(Arc<Model>, Engine, Duration)> {
     let engine = engine(args.threads)?;

@@ -1,4 +1,6 @@
-//! The `edgeinfer` command-line tool.
+//! The `edgeinfer` command-line tool. Cargo features (both default): `train` gives
+//! `train-lstm` (candle), `serve` gives `serve` (axum, tokio); an embedded build leaves them
+//! out with `--no-default-features`.
 
 mod bench;
 mod classify;
@@ -7,8 +9,10 @@ mod inspect;
 mod llm;
 mod model_path;
 mod quantize;
+#[cfg(feature = "serve")]
 mod serve;
 mod suite;
+#[cfg(feature = "train")]
 mod train;
 #[cfg(feature = "train")]
 mod train_probe;
@@ -120,6 +124,7 @@ enum Cmd {
     /// split, or with --suite every contender on every task, with a report.
     Compare(compare::CompareArgs),
     /// Train the LSTM text-classifier baseline and write it as one GGUF file.
+    #[cfg(feature = "train")]
     TrainLstm(train::TrainArgs),
     /// Fit a linear probe (a classifier head over a decoder's pooled hidden states) and write
     /// it as a GGUF naming the decoder by file name and sha256.
@@ -129,6 +134,7 @@ enum Cmd {
     Quantize(quantize::QuantizeArgs),
     /// Serve the model over HTTP with an OpenAI-compatible API (completions, chat, streaming,
     /// logprobs, an LSTM classifier), several generations at once.
+    #[cfg(feature = "serve")]
     Serve(serve::ServeArgs),
     /// Perplexity of a text file (llama.cpp's method: windows of --ctx, second half scored).
     Perplexity {
@@ -210,10 +216,12 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench(args) => bench::run(&mut out, &args)?,
         Cmd::Classify(args) => classify::run(&mut out, &args)?,
         Cmd::Compare(args) => compare::run(&mut out, &args)?,
+        #[cfg(feature = "train")]
         Cmd::TrainLstm(args) => train::run(&mut out, &args)?,
         #[cfg(feature = "train")]
         Cmd::TrainProbe(args) => train_probe::run(&mut out, &args)?,
         Cmd::Quantize(args) => quantize::run(&mut out, &args)?,
+        #[cfg(feature = "serve")]
         Cmd::Serve(args) => serve::run(&mut out, &args)?,
         Cmd::Tokenize { model, text, json } => llm::tokenize(&mut out, &model, &text, json)?,
         Cmd::Score {

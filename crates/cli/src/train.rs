@@ -6,10 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use edgeinfer_lstm::{Keep, LstmClassifier};
-use edgeinfer_lstm_train::{
-    accuracy, read_examples, train, PretrainedEmbeddings, Progress, TrainOptions,
-};
+use edgeinfer_lstm::{read_examples, Keep, LstmClassifier};
+use edgeinfer_lstm_train::{accuracy, train, PretrainedEmbeddings, Progress, TrainOptions};
 use edgeinfer_tensor::DType;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -127,7 +125,7 @@ pub fn sibling(out: &Path, dtype: DType) -> PathBuf {
 
 pub fn run(out: &mut impl Write, a: &TrainArgs) -> Result<()> {
     // Training runs in rayon's global pool, validation and test accuracy on the engine.
-    crate::llm::init_threads(a.threads)?;
+    init_threads(a.threads)?;
     let engine = crate::llm::engine(a.threads)?;
     let keep =
         Keep::parse(&a.keep).with_context(|| format!("--keep {:?}: first or last", a.keep))?;
@@ -244,4 +242,21 @@ pub fn run(out: &mut impl Write, a: &TrainArgs) -> Result<()> {
         writeln!(out, "{line}")?;
     }
     Ok(())
+}
+
+/// Set the size of rayon's global pool once for the process (training runs there).
+fn init_threads(threads: Option<usize>) -> Result<usize> {
+    let n = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    if n == 0 {
+        bail!("--threads must be at least 1");
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .context("starting the thread pool")?;
+    Ok(n)
 }

@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use clap::Args;
-use edgeinfer_lstm_train::{fit_linear, read_examples, Example, LinearFit, LinearOptions};
+use edgeinfer_lstm::{read_examples, Example};
+use edgeinfer_lstm_train::{fit_linear, LinearFit, LinearOptions};
 use edgeinfer_transformer::{Model, Probe, Session};
 use serde_json::{json, Value};
 

@@ -1,6 +1,7 @@
 //! The compute core of edgeinfer: GGUF block formats, quantized dot products, matvec/matmul
-//! and the small ops a decoder or an LSTM needs. It knows nothing of models: everything takes
-//! plain slices or a [`Tensor`] view.
+//! and the small ops a decoder or an LSTM needs. It knows nothing of model architectures:
+//! everything takes plain slices or a [`Tensor`] view, and the one piece that reads a model
+//! file, [`WeightLoader`], finds its weights by the names and shapes the caller gives.
 //!
 //! | op | scalar (`*_generic`) | AVX2 (x86-64) | NEON (aarch64) |
 //! |---|---|---|---|
@@ -14,7 +15,7 @@
 //! | tile Q4_K Q5_K Q6_K | loop of dots | 1 row × 8, then × 4 (AVX-VNNI: `vpdpwssd`) | Q4_K Q6_K: 1 × 4; Q5_K: loop of dots |
 //! | LSTM gate epilogue | yes | yes | yes |
 //! | matvec / matmul (rayon over weight rows) | generic over the above | | |
-//! | rmsnorm, softmax, SiLU, GELU, RoPE (both conventions) | portable | | |
+//! | rmsnorm, softmax, argmax, SiLU, GELU, RoPE (both conventions) | portable | | |
 //!
 //! A kernel table ([`Kernels`]) starts as the scalar one and each tier the CPU has overwrites
 //! the slots it implements, once, at detection: x86-64 `Avx2` then `AvxVnni`; aarch64 `Neon`
@@ -45,6 +46,7 @@ mod engine;
 mod generic;
 mod matmul;
 pub mod ops;
+mod weights;
 
 pub use dispatch::{
     available_levels, format, formats, kernels, Format, FromF32, Kernels, Level, Tile, ToF32,
@@ -53,6 +55,7 @@ pub use dispatch::{
 pub use edgeinfer_tensor::{DType, Tensor};
 pub use engine::{Engine, EngineBuilder, EngineError};
 pub use matmul::{Activations, Matrix};
+pub use weights::{WeightError, WeightLoader, WeightRef};
 
 /// Errors from the kernels' public API (bad shapes or types, never from the numbers).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -28,6 +28,18 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
+/// Index of the largest value: the first on ties; a NaN never wins over a number. 0 for an
+/// empty slice. The greedy choice of a decoder and the label of a classifier.
+pub fn argmax(x: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in x.iter().enumerate() {
+        if v > x[best] || x[best].is_nan() {
+            best = i;
+        }
+    }
+    best
+}
+
 /// SiLU: `x · σ(x)`.
 #[inline]
 pub fn silu(x: f32) -> f32 {

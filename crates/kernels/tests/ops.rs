@@ -256,3 +256,12 @@ fn f32_and_f16_helpers_at_every_level() {
         }
     }
 }
+
+#[test]
+fn argmax_takes_the_first_of_ties_and_skips_nan() {
+    assert_eq!(ops::argmax(&[]), 0);
+    assert_eq!(ops::argmax(&[0.0, 3.0, 1.0, 3.0]), 1);
+    assert_eq!(ops::argmax(&[f32::NAN, -1.0, -2.0]), 1);
+    assert_eq!(ops::argmax(&[-1.0, f32::NAN, -0.5]), 2);
+    assert_eq!(ops::argmax(&[f32::NEG_INFINITY; 3]), 0);
+}

@@ -1,11 +1,11 @@
-//! Training the [`edgeinfer_lstm`] classifier: data sets from CSV or JSON Lines, a word-level
-//! tokenizer trained with the `tokenizers` crate, and the network trained with candle's
-//! autodiff (AdamW, gradient clipping, dropout, early stopping on validation accuracy).
+//! Training the [`edgeinfer_lstm`] classifier: a word-level tokenizer trained with the
+//! `tokenizers` crate, and the network trained with candle's autodiff (AdamW, gradient
+//! clipping, dropout, early stopping on validation accuracy). Data sets from CSV or JSON Lines
+//! are read by [`edgeinfer_lstm::data`] (re-exported here).
 //!
 //! Everything random (initialisation, shuffling, dropout masks) comes from one seeded
 //! generator, so a run is reproducible for a given seed, thread count and data.
 
-mod data;
 mod linear;
 mod net;
 mod recurrence;
@@ -13,19 +13,20 @@ mod rng;
 mod tokenizer;
 mod train;
 
-pub use data::{read_examples, Example};
+pub use edgeinfer_lstm::data::{label_ids, read_examples, DataError, Example};
 pub use linear::{fit_linear, LinearFit, LinearOptions};
 pub use net::{Net, PretrainedEmbeddings};
 pub use rng::Rng;
 pub use tokenizer::{train_tokenizer, TokenizerOptions};
-pub use train::{accuracy, label_ids, train, Progress, TrainOptions, Trained};
+pub use train::{accuracy, train, Progress, TrainOptions, Trained};
 
 /// Errors of the training crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TrainError {
-    #[error("{path}: {what}")]
-    Data { path: String, what: String },
+    /// A data file that cannot be read, or a label the model does not know.
+    #[error(transparent)]
+    Data(#[from] DataError),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error(transparent)]

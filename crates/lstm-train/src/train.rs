@@ -12,7 +12,8 @@ use edgeinfer_lstm::{truncate, Engine, Keep, LstmClassifier, LstmConfig, LstmWei
 use edgeinfer_tensor::DType;
 
 use crate::{
-    train_tokenizer, Example, Net, PretrainedEmbeddings, Rng, TokenizerOptions, TrainError,
+    label_ids, train_tokenizer, Example, Net, PretrainedEmbeddings, Rng, TokenizerOptions,
+    TrainError,
 };
 
 /// Hyper-parameters of a run.
@@ -119,29 +120,6 @@ pub fn accuracy(
         .filter(|(c, e)| model.labels[c.label] == e.label)
         .count();
     Ok(right as f64 / examples.len().max(1) as f64)
-}
-
-/// Index of each example's label in `labels`; an unknown label is an error naming `what`.
-pub fn label_ids(
-    examples: &[Example],
-    labels: &[String],
-    what: &str,
-) -> Result<Vec<u32>, TrainError> {
-    examples
-        .iter()
-        .map(|e| {
-            labels
-                .iter()
-                .position(|l| *l == e.label)
-                .map(|i| i as u32)
-                .ok_or_else(|| {
-                    TrainError::Invalid(format!(
-                        "{what}: label {:?} does not occur in the training set {labels:?}",
-                        e.label
-                    ))
-                })
-        })
-        .collect()
 }
 
 /// Train on `train`, early-stopping on accuracy over `valid`. The training steps run on

@@ -15,6 +15,9 @@
 //! Embedding → LSTM layer(s) (optionally bidirectional) → final hidden state (forward and
 //! backward directions concatenated) → linear → softmax.
 //!
+//! [`data`] reads labelled texts from CSV or JSON Lines ([`read_examples`]) and maps their
+//! labels to class indices ([`label_ids`]).
+//!
 //! # Gate order and equations
 //!
 //! The same as PyTorch's `nn.LSTM`, so its `state_dict` loads unchanged (after a transpose-free
@@ -60,16 +63,17 @@
 
 pub mod bow;
 mod config;
+pub mod data;
 mod model;
 mod weights;
 
 pub use bow::NaiveBayes;
 pub use config::{Keep, LstmConfig, ARCH};
-pub use edgeinfer_kernels::{Engine, EngineBuilder, EngineError, Level};
-pub use model::{argmax, truncate, Classification, LstmClassifier, StepTrace, MAX_TOKENS};
+pub use data::{label_ids, read_examples, DataError, Example};
+pub use edgeinfer_kernels::ops::argmax;
+pub use edgeinfer_kernels::{Engine, EngineBuilder, EngineError, Level, WeightError};
+pub use model::{truncate, Classification, LstmClassifier, StepTrace, MAX_TOKENS};
 pub use weights::{DirectionWeights, LstmWeights};
-
-use edgeinfer_tensor::DType;
 
 /// Errors of the LSTM crate.
 #[derive(Debug, thiserror::Error)]
@@ -85,16 +89,9 @@ pub enum LstmError {
     WrongArchitecture { arch: String },
     #[error("bad LSTM config: {what}")]
     BadConfig { what: String },
-    #[error("tensor {name:?} missing from the model file")]
-    MissingTensor { name: String },
-    #[error("tensor {name:?}: expected shape {expected:?}, found {actual:?}")]
-    TensorShape {
-        name: String,
-        expected: Vec<usize>,
-        actual: Vec<usize>,
-    },
-    #[error("tensor {name:?} has type {dtype}, which has no matrix kernel")]
-    UnsupportedTensorType { name: String, dtype: DType },
+    /// A weight missing, of the wrong shape or of a type the kernels cannot compute with.
+    #[error(transparent)]
+    Weight(#[from] WeightError),
     #[error("tokenizer: {what}")]
     Tokenizer { what: String },
     #[error("token id {id} is outside the vocabulary of {vocab}")]

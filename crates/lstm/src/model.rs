@@ -2,13 +2,12 @@
 //! batch as one matmul, the recurrent projection per step batched across the sequences still
 //! running, and the gate non-linearities and state update fused in one pass.
 
-use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use edgeinfer_gguf::GgufFile;
-use edgeinfer_kernels::{format, Activations, DType, Engine, Kernels, Matrix};
+use edgeinfer_kernels::{Activations, DType, Engine, Kernels, Matrix, WeightLoader, WeightRef};
 use rayon::prelude::*;
 
 use crate::{Keep, LstmConfig, LstmError};
@@ -19,14 +18,6 @@ pub const MAX_TOKENS: usize = 1 << 16;
 /// Sequences per batch group, and tokens per group (a longer single text forms its own group).
 const GROUP_SEQS: usize = 32;
 const GROUP_TOKENS: usize = 8192;
-
-#[derive(Clone, Debug)]
-struct WeightRef {
-    dtype: DType,
-    rows: usize,
-    cols: usize,
-    bytes: Range<usize>,
-}
 
 #[derive(Clone, Debug)]
 struct Direction {
@@ -80,59 +71,6 @@ pub struct StepTrace {
     pub batched_nanos: u64,
 }
 
-struct Loader<'f> {
-    file: &'f GgufFile,
-}
-
-impl Loader<'_> {
-    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<WeightRef, LstmError> {
-        let info = self
-            .file
-            .tensor_info(name)
-            .map_err(|_| LstmError::MissingTensor { name: name.into() })?;
-        if info.shape != [cols, rows] {
-            return Err(LstmError::TensorShape {
-                name: name.into(),
-                expected: vec![cols, rows],
-                actual: info.shape.clone(),
-            });
-        }
-        if format(info.dtype).is_none_or(|f| !f.has_vec_dot()) {
-            return Err(LstmError::UnsupportedTensorType {
-                name: name.into(),
-                dtype: info.dtype,
-            });
-        }
-        Ok(WeightRef {
-            dtype: info.dtype,
-            rows,
-            cols,
-            bytes: info.absolute_offset..info.absolute_offset + info.n_bytes,
-        })
-    }
-
-    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, LstmError> {
-        let info = self
-            .file
-            .tensor_info(name)
-            .map_err(|_| LstmError::MissingTensor { name: name.into() })?;
-        if info.shape != [len] {
-            return Err(LstmError::TensorShape {
-                name: name.into(),
-                expected: vec![len],
-                actual: info.shape.clone(),
-            });
-        }
-        let t = self.file.view(info)?;
-        edgeinfer_kernels::dequantize_to_vec(info.dtype, t.data(), len).map_err(|_| {
-            LstmError::UnsupportedTensorType {
-                name: name.into(),
-                dtype: info.dtype,
-            }
-        })
-    }
-}
-
 fn cycles() -> u64 {
     edgeinfer_kernels::cycles()
 }
@@ -167,7 +105,7 @@ impl LstmClassifier {
                 Some(tok)
             }
         };
-        let l = Loader { file: &file };
+        let l = WeightLoader::new(&file);
         let c = &config;
         let h4 = 4 * c.hidden_size;
         let embedding = l.matrix("embedding.weight", c.vocab_size, c.embed_dim)?;
@@ -201,8 +139,7 @@ impl LstmClassifier {
     }
 
     fn mat(&self, k: &'static Kernels, w: &WeightRef) -> Matrix<'_> {
-        let data = &self.file.bytes()[w.bytes.clone()];
-        Matrix::from_parts_in(k, w.dtype, w.rows, w.cols, data).expect("checked at load")
+        w.matrix_in(k, self.file.bytes()).expect("checked at load")
     }
 
     /// The type of the weight matrices (of the LSTM layer 0 input projection).
@@ -261,7 +198,7 @@ impl LstmClassifier {
             .map(|(mut l, ids)| {
                 edgeinfer_kernels::ops::softmax(&mut l);
                 Classification {
-                    label: argmax(&l),
+                    label: edgeinfer_kernels::ops::argmax(&l),
                     probs: l,
                     n_tokens: ids.len(),
                 }
@@ -500,15 +437,4 @@ pub fn truncate(ids: &mut Vec<u32>, max_tokens: usize, keep: Keep) {
             }
         }
     }
-}
-
-/// Index of the largest value (the first on ties).
-pub fn argmax(x: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, v) in x.iter().enumerate() {
-        if *v > x[best] {
-            best = i;
-        }
-    }
-    best
 }

@@ -3,7 +3,7 @@
 use edgeinfer_gguf::{GgufWriter, Value};
 use edgeinfer_tensor::{DType, Tensor};
 
-use crate::{LstmConfig, LstmError};
+use crate::{LstmConfig, LstmError, WeightError};
 
 /// One direction of one layer, PyTorch layout (row-major, gate blocks i, f, g, o).
 #[derive(Clone, Debug, PartialEq)]
@@ -107,11 +107,12 @@ impl LstmWeights {
         }
         for (name, [r, c], v) in self.tensors() {
             if v.len() != r * c {
-                return Err(LstmError::TensorShape {
+                return Err(WeightError::TensorShape {
                     name,
                     expected: vec![r, c],
                     actual: vec![v.len()],
-                });
+                }
+                .into());
             }
         }
         Ok(())
@@ -210,18 +211,19 @@ impl LstmWeights {
         for (name, [rows, cols]) in names {
             let info = file
                 .tensor_info(&name)
-                .map_err(|_| LstmError::MissingTensor { name: name.clone() })?;
+                .map_err(|_| WeightError::MissingTensor { name: name.clone() })?;
             let want: Vec<usize> = if rows == 1 {
                 vec![cols]
             } else {
                 vec![cols, rows]
             };
             if info.shape != want {
-                return Err(LstmError::TensorShape {
+                return Err(WeightError::TensorShape {
                     name,
                     expected: want,
                     actual: info.shape.clone(),
-                });
+                }
+                .into());
             }
             let t = file.view(info)?;
             values.push(edgeinfer_kernels::dequantize_to_vec(

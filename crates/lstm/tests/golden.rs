@@ -3,7 +3,9 @@
 use std::sync::{Arc, OnceLock};
 
 use edgeinfer_gguf::GgufFile;
-use edgeinfer_lstm::{Engine, Level, LstmClassifier, LstmConfig, LstmError, LstmWeights};
+use edgeinfer_lstm::{
+    Engine, Level, LstmClassifier, LstmConfig, LstmError, LstmWeights, WeightError,
+};
 use edgeinfer_tensor::DType;
 
 /// The engine under test: two threads, the best kernel level capped by `EDGEINFER_KERNELS`
@@ -267,7 +269,7 @@ fn bad_inputs_are_errors() {
     );
     let err = LstmClassifier::from_file(Arc::new(f)).unwrap_err();
     assert!(
-        matches!(&err, LstmError::TensorShape { name, .. } if name == "lstm.bias_ih_l0"),
+        matches!(&err, LstmError::Weight(WeightError::TensorShape { name, .. }) if name == "lstm.bias_ih_l0"),
         "{err}"
     );
     let mut f = GgufFile::open(fixture()).unwrap();
@@ -278,7 +280,7 @@ fn bad_inputs_are_errors() {
     );
     let err = LstmClassifier::from_file(Arc::new(f)).unwrap_err();
     assert!(
-        matches!(&err, LstmError::MissingTensor { name } if name == "lstm.bias_ih_l2"),
+        matches!(&err, LstmError::Weight(WeightError::MissingTensor { name }) if name == "lstm.bias_ih_l2"),
         "{err}"
     );
     let mut f = GgufFile::open(fixture()).unwrap();

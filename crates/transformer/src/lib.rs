@@ -55,17 +55,15 @@ mod zero_shot;
 
 pub use arch::{Architecture, SUPPORTED_ARCHITECTURES};
 pub use config::Config;
-pub use edgeinfer_kernels::{Engine, EngineBuilder, EngineError, Level};
+pub use edgeinfer_kernels::{Engine, EngineBuilder, EngineError, Level, WeightError, WeightRef};
 pub use generate::{CancelToken, Decoding, Generator, Piece, StepOutcome, StopReason, TokenStream};
-pub use model::{Layer, Model, WeightRef};
+pub use model::{Layer, Model};
 pub use perplexity::{log_prob, perplexity, Perplexity};
 pub use probe::{Probe, ProbeResult, PROBE_ARCHITECTURE};
 pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use session::{KvType, Logits, Precision, Session, StepProfile, MAX_BATCH};
 pub use tokenizer::{token_type, Tokenizer};
 pub use zero_shot::{ZeroShot, ZeroShotResult};
-
-use edgeinfer_tensor::DType;
 
 /// The README's "As a library" example, compiled as a doctest so that it stays true.
 #[cfg(doctest)]
@@ -86,16 +84,9 @@ pub enum TransformerError {
     UnsupportedTokenizer { what: String },
     #[error("bad model config: {what}")]
     BadConfig { what: String },
-    #[error("tensor {name:?} missing from the model file")]
-    MissingTensor { name: String },
-    #[error("tensor {name:?}: expected shape {expected:?}, found {actual:?}")]
-    TensorShape {
-        name: String,
-        expected: Vec<usize>,
-        actual: Vec<usize>,
-    },
-    #[error("tensor {name:?} has type {dtype}, which the kernels cannot compute with yet")]
-    UnsupportedTensorType { name: String, dtype: DType },
+    /// A weight missing, of the wrong shape or of a type the kernels cannot compute with.
+    #[error(transparent)]
+    Weight(#[from] WeightError),
     #[error("context full: {needed} positions needed, the session holds {max}")]
     ContextFull { needed: usize, max: usize },
     #[error("position {pos} is past the {n_past} cached positions")]

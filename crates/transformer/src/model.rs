@@ -4,21 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use edgeinfer_gguf::{GgufFile, TensorInfo};
-use edgeinfer_kernels::{format, DType, Kernels, Matrix};
+use edgeinfer_gguf::GgufFile;
+use edgeinfer_kernels::{Kernels, Matrix, WeightLoader, WeightRef};
 
 use crate::arch::{self, Architecture, Presence};
 use crate::{Config, Tokenizer, TransformerError};
-
-/// Where a weight matrix lies in the file: `rows` output features × `cols` inputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WeightRef {
-    pub dtype: DType,
-    pub rows: usize,
-    pub cols: usize,
-    offset: usize,
-    n_bytes: usize,
-}
 
 /// One transformer block's weights. Shapes in (rows × cols) = (out × in). Which optional
 /// tensors are present is the architecture's description ([`Architecture`]).
@@ -84,86 +74,18 @@ impl std::fmt::Debug for Model {
     }
 }
 
-struct Loader<'f> {
-    file: &'f GgufFile,
-}
-
-impl Loader<'_> {
-    fn info(&self, name: &str) -> Result<&TensorInfo, TransformerError> {
-        self.file
-            .tensor_info(name)
-            .map_err(|_| TransformerError::MissingTensor {
-                name: name.to_string(),
-            })
-    }
-
-    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<WeightRef, TransformerError> {
-        let info = self.info(name)?;
-        if info.shape != [cols, rows] {
-            return Err(TransformerError::TensorShape {
-                name: name.to_string(),
-                expected: vec![cols, rows],
-                actual: info.shape.clone(),
-            });
-        }
-        let supported = format(info.dtype).is_some_and(|f| f.has_vec_dot());
-        if !supported {
-            return Err(TransformerError::UnsupportedTensorType {
-                name: name.to_string(),
-                dtype: info.dtype,
-            });
-        }
-        Ok(WeightRef {
-            dtype: info.dtype,
-            rows,
-            cols,
-            offset: info.absolute_offset,
-            n_bytes: info.n_bytes,
-        })
-    }
-
-    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, TransformerError> {
-        let info = self.info(name)?;
-        if info.shape.iter().product::<usize>() != len || info.shape[0] != len {
-            return Err(TransformerError::TensorShape {
-                name: name.to_string(),
-                expected: vec![len],
-                actual: info.shape.clone(),
-            });
-        }
-        let t = self.file.view(info)?;
-        edgeinfer_kernels::dequantize_to_vec(info.dtype, t.data(), len).map_err(|_| {
-            TransformerError::UnsupportedTensorType {
-                name: name.to_string(),
-                dtype: info.dtype,
-            }
-        })
-    }
-
-    fn optional_vector(
-        &self,
-        name: &str,
-        len: usize,
-    ) -> Result<Option<Vec<f32>>, TransformerError> {
-        if self.file.tensor_info(name).is_err() {
-            return Ok(None);
-        }
-        self.vector(name, len).map(Some)
-    }
-
-    /// A vector the description says is `presence`.
-    fn vector_if(
-        &self,
-        presence: Presence,
-        name: &str,
-        len: usize,
-    ) -> Result<Option<Vec<f32>>, TransformerError> {
-        match presence {
-            Presence::Absent => Ok(None),
-            Presence::Optional => self.optional_vector(name, len),
-            Presence::Required => self.vector(name, len).map(Some),
-        }
-    }
+/// A vector the architecture's description says is `presence`.
+fn vector_if(
+    l: &WeightLoader<'_>,
+    presence: Presence,
+    name: &str,
+    len: usize,
+) -> Result<Option<Vec<f32>>, TransformerError> {
+    Ok(match presence {
+        Presence::Absent => None,
+        Presence::Optional => l.optional_vector(name, len)?,
+        Presence::Required => Some(l.vector(name, len)?),
+    })
 }
 
 fn required(on: bool) -> Presence {
@@ -220,7 +142,7 @@ impl Model {
             .ok()
             .map(str::to_string);
         let arch = arch::describe(md, &config)?;
-        let l = Loader { file: &file };
+        let l = WeightLoader::new(&file);
         let c = &config;
         let token_embd = l.matrix("token_embd.weight", c.vocab_size, c.d_model)?;
         let output = match file.tensor_info("output.weight") {
@@ -239,13 +161,14 @@ impl Model {
                 wq: l.matrix(&w(t.q), c.q_dim(), c.d_model)?,
                 wk: l.matrix(&w(t.k), c.kv_dim(), c.d_model)?,
                 wv: l.matrix(&w(t.v), c.kv_dim(), c.d_model)?,
-                bq: l.vector_if(bias, &b(t.q), c.q_dim())?,
-                bk: l.vector_if(bias, &b(t.k), c.kv_dim())?,
-                bv: l.vector_if(bias, &b(t.v), c.kv_dim())?,
-                q_norm: l.vector_if(qk_norm, &w(t.q_norm), c.head_dim)?,
-                k_norm: l.vector_if(qk_norm, &w(t.k_norm), c.head_dim)?,
+                bq: vector_if(&l, bias, &b(t.q), c.q_dim())?,
+                bk: vector_if(&l, bias, &b(t.k), c.kv_dim())?,
+                bv: vector_if(&l, bias, &b(t.v), c.kv_dim())?,
+                q_norm: vector_if(&l, qk_norm, &w(t.q_norm), c.head_dim)?,
+                k_norm: vector_if(&l, qk_norm, &w(t.k_norm), c.head_dim)?,
                 wo: l.matrix(&w(t.output), c.d_model, c.q_dim())?,
-                post_attention_norm: l.vector_if(
+                post_attention_norm: vector_if(
+                    &l,
                     required(arch.post_attention_norm),
                     &w(t.post_attention_norm),
                     c.d_model,
@@ -254,7 +177,8 @@ impl Model {
                 w_gate: l.matrix(&w(t.gate), c.d_ff, c.d_model)?,
                 w_up: l.matrix(&w(t.up), c.d_ff, c.d_model)?,
                 w_down: l.matrix(&w(t.down), c.d_model, c.d_ff)?,
-                post_ffn_norm: l.vector_if(
+                post_ffn_norm: vector_if(
+                    &l,
                     required(arch.post_ffn_norm),
                     &w(t.post_ffn_norm),
                     c.d_model,
@@ -281,8 +205,7 @@ impl Model {
 
     /// A kernel view of a weight computed with table `k` (zero-copy: borrows the mapped file).
     pub fn matrix(&self, k: &'static Kernels, w: &WeightRef) -> Matrix<'_> {
-        let data = &self.file.bytes()[w.offset..w.offset + w.n_bytes];
-        Matrix::from_parts_in(k, w.dtype, w.rows, w.cols, data)
+        w.matrix_in(k, self.file.bytes())
             .expect("weight records are validated at load")
     }
 
@@ -295,11 +218,13 @@ impl Model {
             .map(|l| {
                 [l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down]
                     .iter()
-                    .map(|w| w.n_bytes)
+                    .map(WeightRef::n_bytes)
                     .sum::<usize>()
             })
             .sum();
-        per_layer + self.output.n_bytes + self.token_embd.n_bytes / self.config.vocab_size.max(1)
+        per_layer
+            + self.output.n_bytes()
+            + self.token_embd.n_bytes() / self.config.vocab_size.max(1)
     }
 }
 

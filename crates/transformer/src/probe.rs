@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use edgeinfer_gguf::{GgufFile, GgufWriter, Value};
-use edgeinfer_kernels::{Activations, DType, Matrix};
+use edgeinfer_kernels::{Activations, DType, Matrix, WeightError};
 use edgeinfer_tensor::Tensor;
 
 use crate::{Session, TransformerError};
@@ -196,11 +196,12 @@ impl Probe {
         let (dim, rows) = match w.shape.as_slice() {
             &[d, c] if c == classes && d > 0 => (d, c),
             _ => {
-                return Err(TransformerError::TensorShape {
+                return Err(WeightError::TensorShape {
                     name: "probe.weight".into(),
                     expected: vec![0, classes],
                     actual: w.shape.clone(),
-                })
+                }
+                .into())
             }
         };
         if !matches!(w.dtype, DType::Q8_0 | DType::F32) {
@@ -214,11 +215,12 @@ impl Probe {
         Matrix::from_parts(w.dtype, rows, dim, &weight)?;
         let b = file.tensor_info("probe.bias")?;
         if b.shape != [classes] || b.dtype != DType::F32 {
-            return Err(TransformerError::TensorShape {
+            return Err(WeightError::TensorShape {
                 name: "probe.bias".into(),
                 expected: vec![classes],
                 actual: b.shape.clone(),
-            });
+            }
+            .into());
         }
         let bias = edgeinfer_kernels::dequantize_to_vec(DType::F32, file.view(b)?.data(), classes)?;
         Ok(Probe {

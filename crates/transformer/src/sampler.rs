@@ -262,15 +262,10 @@ fn weights(cand: &[(u32, f32)], temperature: f32) -> (impl Fn(f32) -> f64, f64) 
     (e, sum)
 }
 
-/// Index of the largest value (lowest index on ties; NaN never wins): the greedy choice.
+/// Index of the largest value as a token id (lowest index on ties; NaN never wins): the greedy
+/// choice. [`edgeinfer_kernels::ops::argmax`] as `u32`.
 pub fn argmax(x: &[f32]) -> u32 {
-    let mut best = 0usize;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] || x[best].is_nan() {
-            best = i;
-        }
-    }
-    best as u32
+    edgeinfer_kernels::ops::argmax(x) as u32
 }
 
 fn softmax(cand: &[(u32, f32)], temperature: f32) -> Vec<f64> {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use edgeinfer_kernels::{Activations, Engine, Kernels, Matrix};
 use rayon::prelude::*;
 
-use crate::model::WeightRef;
+use crate::WeightRef;
 use crate::{CancelToken, Model, TransformerError};
 
 mod block;

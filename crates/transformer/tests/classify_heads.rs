@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use edgeinfer_gguf::{GgufFile, GgufWriter, Value};
+use edgeinfer_kernels::WeightError;
 use edgeinfer_transformer::{Engine, Model, Probe, Session, TransformerError, ZeroShot};
 
 fn fixture(name: &str) -> PathBuf {
@@ -200,7 +201,7 @@ fn bad_probes_are_refused_with_the_reason() {
     }
     let e = Probe::from_file(&GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap()).unwrap_err();
     assert!(
-        matches!(&e, TransformerError::TensorShape { name, .. } if name == "probe.weight"),
+        matches!(&e, TransformerError::Weight(WeightError::TensorShape { name, .. }) if name == "probe.weight"),
         "{e}"
     );
 }
