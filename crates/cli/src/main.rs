@@ -122,7 +122,7 @@ enum Cmd {
     Classify(classify::ClassifyArgs),
     /// Compare classifiers: the LSTM (f32, int8, int4) against a zero-shot decoder on one test
     /// split, or with --suite every contender on every task, with a report.
-    Compare(compare::CompareArgs),
+    Compare(Box<compare::CompareArgs>),
     /// Train the LSTM text-classifier baseline and write it as one GGUF file.
     #[cfg(feature = "train")]
     TrainLstm(train::TrainArgs),

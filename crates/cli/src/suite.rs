@@ -98,6 +98,8 @@ const TASKS: &[TaskDef] = &[
 /// The splits of one task, checked.
 pub struct TaskData {
     pub train: Vec<Example>,
+    /// Read by the probe fit (the `train` feature).
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
     pub valid: Vec<Example>,
     pub test: Vec<Example>,
     /// The training split's labels, sorted.
