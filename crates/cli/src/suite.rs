@@ -958,6 +958,34 @@ fn report(results: &[(Job, Value)], data: &Path) -> Result<String> {
             tasks.push(&j.task);
         }
     }
+    // The headline: every contender's accuracy and p50 latency on every task.
+    let mut names: Vec<&str> = Vec::new();
+    for (j, _) in results {
+        if j.task != "steps" && !names.contains(&j.name.as_str()) {
+            names.push(&j.name);
+        }
+    }
+    md += "\n## Summary: accuracy · p50 latency per text\n\n| contender |";
+    for t in &tasks {
+        md += &format!(" {t} |");
+    }
+    md += "\n|---|";
+    md += &"---:|".repeat(tasks.len());
+    md += "\n";
+    for n in &names {
+        md += &format!("| {n} |");
+        for t in &tasks {
+            let cell = results
+                .iter()
+                .find(|(j, _)| j.task == *t && j.name == *n)
+                .and_then(|(_, v)| metrics(v).ok())
+                .map_or("–".to_string(), |m| {
+                    format!("{:.1} % · {}", 100.0 * m.accuracy, fmt_ms(m.p50_ms))
+                });
+            md += &format!(" {cell} |");
+        }
+        md += "\n";
+    }
     for t in tasks {
         md += &format!("\n## {t}\n\n");
         md += "| contender | N | accuracy | macro-F1 | p50 latency | p95 latency | throughput | CPU-s / 1k texts | model bytes | peak RSS |\n";
