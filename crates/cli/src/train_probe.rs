@@ -59,21 +59,6 @@ impl FitReport {
     }
 }
 
-fn predict(fit: &LinearFit, x: &[f32], classes: usize) -> usize {
-    let d = x.len();
-    let score = |c: usize| {
-        fit.bias[c]
-            + fit.weight[c * d..(c + 1) * d]
-                .iter()
-                .zip(x)
-                .map(|(w, v)| w * v)
-                .sum::<f32>()
-    };
-    (0..classes)
-        .max_by(|&a, &b| score(a).total_cmp(&score(b)).then(b.cmp(&a)))
-        .unwrap_or(0)
-}
-
 /// Fit a probe for the decoder of `session` (file `decoder`, hash `sha`) on `train`, choosing
 /// the L2 penalty by accuracy on `valid`. `labels` are the classes in output order; every
 /// example's label must be one of them. `progress` is called after each text embedded.
@@ -122,7 +107,7 @@ pub fn fit(
         let right = vx
             .iter()
             .zip(&vy)
-            .filter(|(x, &y)| predict(&fit, x, labels.len()) == y)
+            .filter(|(x, &y)| fit.predict(x) == y)
             .count();
         let valid_accuracy = right as f64 / vx.len() as f64;
         if best

@@ -16,6 +16,25 @@ pub struct LinearFit {
     pub train_accuracy: f64,
 }
 
+impl LinearFit {
+    /// The best class for raw features `x` (the first on ties).
+    pub fn predict(&self, x: &[f32]) -> usize {
+        let classes = self.bias.len();
+        let d = x.len();
+        let score = |c: usize| {
+            self.bias[c]
+                + self.weight[c * d..(c + 1) * d]
+                    .iter()
+                    .zip(x)
+                    .map(|(w, v)| w * v)
+                    .sum::<f32>()
+        };
+        (0..classes)
+            .max_by(|&a, &b| score(a).total_cmp(&score(b)).then(b.cmp(&a)))
+            .unwrap_or(0)
+    }
+}
+
 /// Fitting options.
 #[derive(Clone, Debug)]
 pub struct LinearOptions {
@@ -221,20 +240,7 @@ mod tests {
         assert_eq!(fit.train_accuracy, 1.0);
         // The folded weights on raw features.
         for (x, &y) in xs.iter().zip(&ys) {
-            let scores: Vec<f32> = (0..3)
-                .map(|c| {
-                    fit.bias[c]
-                        + fit.weight[c * d..(c + 1) * d]
-                            .iter()
-                            .zip(x)
-                            .map(|(w, v)| w * v)
-                            .sum::<f32>()
-                })
-                .collect();
-            let best = (0..3)
-                .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
-                .unwrap();
-            assert_eq!(best, y, "{scores:?}");
+            assert_eq!(fit.predict(x), y);
         }
     }
 
