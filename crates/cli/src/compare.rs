@@ -168,6 +168,34 @@ fn truth(examples: &[Example], labels: &[String]) -> Result<Vec<usize>> {
 }
 
 /// Per-position (nanoseconds, cycles), reduced to medians over bins of `bin` positions.
+/// The cost of decode steps at growing context: the tokens of `texts` (cycled), fed one at a
+/// time into `session` from position 0, up to `steps` of them (and the session's context).
+/// Nanoseconds and TSC cycles per step.
+pub fn decode_step_costs(
+    session: &mut Session,
+    texts: &[Example],
+    steps: usize,
+) -> Result<(Vec<u64>, Vec<u64>)> {
+    let tokenizer = &session.model().tokenizer;
+    let mut ids = Vec::new();
+    for e in texts.iter().cycle().take(100_000) {
+        if ids.len() >= steps {
+            break;
+        }
+        ids.extend(tokenizer.encode(&e.text, false)?);
+    }
+    ids.truncate(steps.min(session.max_ctx()));
+    session.truncate(0);
+    let (mut ns, mut cyc) = (Vec::new(), Vec::new());
+    for (pos, &id) in ids.iter().enumerate() {
+        let (t, c) = (Instant::now(), cycles());
+        session.forward(&[id], pos)?;
+        cyc.push(cycles().wrapping_sub(c));
+        ns.push(t.elapsed().as_nanos() as u64);
+    }
+    Ok((ns, cyc))
+}
+
 pub fn binned(ns: &[u64], cyc: &[u64], bin: usize) -> Vec<Value> {
     let mut out = Vec::new();
     for (k, (n, c)) in ns.chunks(bin).zip(cyc.chunks(bin)).enumerate() {
@@ -275,23 +303,7 @@ fn worker_decoder(
     let secs = start.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
     let (acc, f1) = scores(&pred, &truth, lstm_labels.len());
-    // Decode steps at growing context, one token at a time.
-    let mut ids = Vec::new();
-    for e in examples.iter().cycle().take(100_000) {
-        if ids.len() >= a.steps {
-            break;
-        }
-        ids.extend(model.tokenizer.encode(&e.text, false)?);
-    }
-    ids.truncate(a.steps.min(session.max_ctx()));
-    session.truncate(0);
-    let (mut ns, mut cyc) = (Vec::new(), Vec::new());
-    for (pos, &id) in ids.iter().enumerate() {
-        let (t, c) = (Instant::now(), cycles());
-        session.forward(&[id], pos)?;
-        cyc.push(cycles().wrapping_sub(c));
-        ns.push(t.elapsed().as_nanos() as u64);
-    }
+    let (ns, cyc) = decode_step_costs(&mut session, &examples, a.steps)?;
     Ok(json!({
         "accuracy": acc, "macro_f1": f1, "n": examples.len(),
         "p50_ms": percentile(&lat, 0.5), "p95_ms": percentile(&lat, 0.95),

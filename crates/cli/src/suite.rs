@@ -21,14 +21,16 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use edgeinfer_gguf::GgufFile;
-use edgeinfer_kernels::cycles;
-use edgeinfer_lstm::{read_examples, Example, LstmClassifier, LstmWeights, NaiveBayes, StepTrace};
+use edgeinfer_lstm::{
+    class_labels, label_ids, read_examples, Example, LstmClassifier, LstmWeights, NaiveBayes,
+    StepTrace,
+};
 use edgeinfer_tensor::DType;
 use edgeinfer_transformer::{Engine, Model, Probe, Session, ZeroShot};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::compare::{binned, percentile, scores, CompareArgs};
+use crate::compare::{binned, decode_step_costs, percentile, scores, CompareArgs};
 
 /// Bumped when a change to the workers changes what they measure: old raw results are then
 /// not reused.
@@ -137,24 +139,9 @@ pub fn load_task(data: &Path, train_set: &str, test_set: &str) -> Result<TaskDat
     let valid = read_split(&split_path(data, train_set, "valid"))?;
     let sp = split_path(data, test_set, "test");
     let test = read_split(&sp)?;
-    let mut labels: Vec<String> = train.iter().map(|e| e.label.clone()).collect();
-    labels.sort();
-    labels.dedup();
-    ensure!(
-        labels.len() >= 2,
-        "{}: every example has the label {:?}; a classifier needs two or more classes",
-        tp.display(),
-        labels[0]
-    );
+    let labels = class_labels(&train, &tp.display().to_string())?;
     for (path, split) in [(split_path(data, train_set, "valid"), &valid), (sp, &test)] {
-        if let Some(e) = split.iter().find(|e| !labels.contains(&e.label)) {
-            bail!(
-                "{}: label {:?} does not occur in the training split {} (labels {labels:?})",
-                path.display(),
-                e.label,
-                tp.display()
-            );
-        }
+        label_ids(split, &labels, &path.display().to_string())?;
     }
     Ok(TaskData {
         train,
@@ -500,23 +487,8 @@ fn worker_steps(spec: &Value, engine: &Engine) -> Result<Value> {
         (trace.step_nanos, trace.step_cycles)
     } else {
         let model = Arc::new(Model::load(&path)?);
-        let mut session = Session::new(engine, model.clone(), steps.max(16));
-        let mut ids = Vec::new();
-        for e in texts.iter().cycle().take(100_000) {
-            if ids.len() >= steps {
-                break;
-            }
-            ids.extend(model.tokenizer.encode(&e.text, false)?);
-        }
-        ids.truncate(steps);
-        let (mut ns, mut cyc) = (Vec::new(), Vec::new());
-        for (pos, &id) in ids.iter().enumerate() {
-            let (t, c) = (Instant::now(), cycles());
-            session.forward(&[id], pos)?;
-            cyc.push(cycles().wrapping_sub(c));
-            ns.push(t.elapsed().as_nanos() as u64);
-        }
-        (ns, cyc)
+        let mut session = Session::new(engine, model, steps.max(16));
+        decode_step_costs(&mut session, &texts, steps)?
     };
     Ok(
         json!({ "spec": spec, "steps": binned(&ns, &cyc, 16), "peak_rss": crate::bench::peak_rss() }),

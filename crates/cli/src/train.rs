@@ -78,6 +78,14 @@ pub struct TrainArgs {
     pub patience: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Random-window augmentation: each epoch, --crop-fraction of the training texts longer
+    /// than this many tokens are cut to one random window (log-uniform length, at least this
+    /// many tokens), so a model trained on long texts also learns short ones (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub crop_min: usize,
+    /// Share of the training texts cropped each epoch when --crop-min is set.
+    #[arg(long, default_value_t = 0.5)]
+    pub crop_fraction: f64,
     /// Worker threads (default: all cores).
     #[arg(short, long)]
     pub threads: Option<usize>,
@@ -159,6 +167,8 @@ pub fn run(out: &mut impl Write, a: &TrainArgs) -> Result<()> {
         clip: a.clip,
         patience: a.patience,
         seed: a.seed,
+        crop_min: a.crop_min,
+        crop_fraction: a.crop_fraction,
         pretrained: a
             .embeddings_from
             .as_deref()

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use clap::Args;
-use edgeinfer_lstm::{read_examples, Example};
+use edgeinfer_lstm::{class_labels, label_ids, read_examples, Example};
 use edgeinfer_lstm_train::{fit_linear, LinearFit, LinearOptions};
 use edgeinfer_transformer::{Model, Probe, Session};
 use serde_json::{json, Value};
@@ -149,22 +149,8 @@ pub fn run(out: &mut impl Write, a: &TrainProbeArgs) -> Result<()> {
     ensure!(!train.is_empty(), "{}: no examples", a.train.display());
     ensure!(!valid.is_empty(), "{}: no examples", a.valid.display());
     train.truncate(a.limit.max(1));
-    let mut labels: Vec<String> = train.iter().map(|e| e.label.clone()).collect();
-    labels.sort();
-    labels.dedup();
-    ensure!(
-        labels.len() >= 2,
-        "{}: every example has the label {:?}; a classifier needs two or more classes",
-        a.train.display(),
-        labels[0]
-    );
-    if let Some(e) = valid.iter().find(|e| !labels.contains(&e.label)) {
-        anyhow::bail!(
-            "{}: label {:?} does not occur in the training examples (labels {labels:?})",
-            a.valid.display(),
-            e.label
-        );
-    }
+    let labels = class_labels(&train, &a.train.display().to_string())?;
+    label_ids(&valid, &labels, &a.valid.display().to_string())?;
     let mut session = Session::new(&engine, model.clone(), a.max_text_tokens.max(1) + 8);
     let pb = indicatif::ProgressBar::new((train.len() + valid.len()) as u64);
     pb.set_style(

@@ -243,13 +243,15 @@ fn suite_refuses_bad_data_with_the_reason() {
     write("a,ham\nb,ham\n", "a,ham\n", "a,ham\n");
     let e = run();
     assert!(
-        e.contains("sms/train.csv: every example has the label \"ham\""),
+        e.contains(
+            "sms/train.csv: a classifier needs two or more classes; the labels are [\"ham\"]"
+        ),
         "{e}"
     );
     write(two, two, "what,maybe\n");
     let e = run();
     assert!(
-        e.contains("sms/test.csv: label \"maybe\" does not occur in the training split"),
+        e.contains("sms/test.csv: label \"maybe\" does not occur in the training set"),
         "{e}"
     );
     write(two, two, "x,\n");

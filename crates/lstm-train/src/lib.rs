@@ -13,7 +13,7 @@ mod rng;
 mod tokenizer;
 mod train;
 
-pub use edgeinfer_lstm::data::{label_ids, read_examples, DataError, Example};
+pub use edgeinfer_lstm::data::{class_labels, label_ids, read_examples, DataError, Example};
 pub use linear::{fit_linear, LinearFit, LinearOptions};
 pub use net::{Net, PretrainedEmbeddings};
 pub use rng::Rng;

@@ -12,8 +12,8 @@ use edgeinfer_lstm::{truncate, Engine, Keep, LstmClassifier, LstmConfig, LstmWei
 use edgeinfer_tensor::DType;
 
 use crate::{
-    label_ids, train_tokenizer, Example, Net, PretrainedEmbeddings, Rng, TokenizerOptions,
-    TrainError,
+    class_labels, label_ids, train_tokenizer, Example, Net, PretrainedEmbeddings, Rng,
+    TokenizerOptions, TrainError,
 };
 
 /// Hyper-parameters of a run.
@@ -36,6 +36,14 @@ pub struct TrainOptions {
     /// Epochs without a better validation accuracy before stopping.
     pub patience: usize,
     pub seed: u64,
+    /// Random-window augmentation: when above zero, each epoch replaces a `crop_fraction` share
+    /// of the training texts longer than `crop_min` tokens by one random window of their
+    /// tokens, its length drawn log-uniformly between `crop_min` and the text's length. A model
+    /// trained on long texts then also sees short ones (and the middles and starts of long
+    /// ones), which is what it meets on snippets, titles or messages. 0: off.
+    pub crop_min: usize,
+    /// Share of the eligible training texts cropped in each epoch (0 to 1).
+    pub crop_fraction: f64,
     /// Use this tokenizer and a projection of these frozen token vectors instead of a
     /// word-level vocabulary trained on the data with a learned table (`vocab_size` and
     /// `min_frequency` are then unused).
@@ -61,6 +69,8 @@ impl Default for TrainOptions {
             clip: 5.0,
             patience: 2,
             seed: 1,
+            crop_min: 0,
+            crop_fraction: 0.5,
             pretrained: None,
         }
     }
@@ -137,12 +147,11 @@ pub fn train(
             "the training and validation sets must not be empty".into(),
         ));
     }
-    let mut labels: Vec<String> = train.iter().map(|e| e.label.clone()).collect();
-    labels.sort();
-    labels.dedup();
-    if labels.len() < 2 {
+    let labels = class_labels(train, "training set")?;
+    if !(0.0..=1.0).contains(&opts.crop_fraction) {
         return Err(TrainError::Invalid(format!(
-            "need at least two labels in the training set, found {labels:?}"
+            "crop fraction {} is not between 0 and 1",
+            opts.crop_fraction
         )));
     }
     let y_train = label_ids(train, &labels, "training set")?;
@@ -221,17 +230,21 @@ pub fn train(
     let mut since_best = 0;
     for epoch in 1..=opts.epochs {
         let start = Instant::now();
+        let x_epoch: Vec<&[u32]> = x_train
+            .iter()
+            .map(|ids| crop(ids, opts.crop_min, opts.crop_fraction, &mut rng))
+            .collect();
         // Shuffle, then sort pools of 50 batches by length so a batch pads little.
         let mut order: Vec<usize> = (0..x_train.len()).collect();
         rng.shuffle(&mut order);
         for pool in order.chunks_mut(bs * 50) {
-            pool.sort_by_key(|&i| x_train[i].len());
+            pool.sort_by_key(|&i| x_epoch[i].len());
         }
         let mut batches: Vec<&[usize]> = order.chunks(bs).collect();
         rng.shuffle(&mut batches);
         let mut loss_sum = 0.0f64;
         for (bi, batch) in batches.iter().enumerate() {
-            let seqs: Vec<&[u32]> = batch.iter().map(|&i| x_train[i].as_slice()).collect();
+            let seqs: Vec<&[u32]> = batch.iter().map(|&i| x_epoch[i]).collect();
             let ys: Vec<u32> = batch.iter().map(|&i| y_train[i]).collect();
             let (ids, mask) = net.batch(&seqs)?;
             let logits = net.forward(&ids, &mask, Some((opts.dropout, &mut rng)))?;
@@ -302,6 +315,57 @@ pub fn train(
     })
 }
 
+/// One epoch's view of a training text: the whole of it, or (with probability `fraction`, when
+/// it is longer than `min` tokens) a random window whose length is log-uniform in
+/// `[min, ids.len()]`. `min == 0` turns cropping off; the draw comes from the run's seeded RNG.
+fn crop<'a>(ids: &'a [u32], min: usize, fraction: f64, rng: &mut Rng) -> &'a [u32] {
+    if min == 0 || ids.len() <= min || rng.uniform() >= fraction {
+        return ids;
+    }
+    let (lo, hi) = ((min as f64).ln(), (ids.len() as f64).ln());
+    let len = ((lo + (hi - lo) * rng.uniform()).exp().round() as usize).clamp(min, ids.len());
+    let start = rng.below(ids.len() - len + 1);
+    &ids[start..start + len]
+}
+
 fn edgeinfer_gguf_from_bytes(bytes: Vec<u8>) -> Result<edgeinfer_gguf::GgufFile, TrainError> {
     Ok(edgeinfer_gguf::GgufFile::from_bytes(bytes).map_err(edgeinfer_lstm::LstmError::from)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crop_windows_lie_inside_the_text_and_span_the_lengths() {
+        let ids: Vec<u32> = (0..200).collect();
+        let mut rng = Rng::new(7);
+        let (mut cropped, mut short, mut long) = (0, 0, 0);
+        for _ in 0..2000 {
+            let w = crop(&ids, 8, 0.5, &mut rng);
+            if w.len() == ids.len() {
+                continue;
+            }
+            cropped += 1;
+            assert!(w.len() >= 8, "window of {} tokens", w.len());
+            // A window is a contiguous run of the text.
+            assert!(w.windows(2).all(|p| p[1] == p[0] + 1));
+            short += usize::from(w.len() < 40);
+            long += usize::from(w.len() >= 40);
+        }
+        // About half are cropped; log-uniform on [8, 200]: P(len < 40) = ln 5 / ln 25 = 1/2.
+        assert!((850..1150).contains(&cropped), "{cropped} of 2000 cropped");
+        assert!((350..650).contains(&short), "{short} short, {long} long");
+    }
+
+    #[test]
+    fn crop_off_or_short_text_is_the_whole_text_and_draws_nothing() {
+        let ids: Vec<u32> = (0..50).collect();
+        let (mut a, mut b) = (Rng::new(3), Rng::new(3));
+        assert_eq!(crop(&ids, 0, 1.0, &mut a), &ids[..]);
+        assert_eq!(crop(&ids[..8], 8, 1.0, &mut a), &ids[..8]);
+        // Neither call consumed a draw, so runs without cropping stay as they were.
+        assert_eq!(a.next_u64(), b.next_u64());
+        assert_eq!(crop(&ids, 8, 0.0, &mut a).len(), 50);
+    }
 }

@@ -89,7 +89,7 @@ fn bad_training_sets_are_errors() {
         .filter(|e| e.label == "pos")
         .collect();
     let err = train(&engine(), &one_label, &task(10, 4), &opts(), &mut |_| {}).unwrap_err();
-    assert!(err.to_string().contains("two labels"), "{err}");
+    assert!(err.to_string().contains("two or more classes"), "{err}");
     let mut odd = task(10, 5);
     odd[0].label = "maybe".into();
     let err = train(&engine(), &task(10, 6), &odd, &opts(), &mut |_| {}).unwrap_err();

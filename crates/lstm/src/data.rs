@@ -17,6 +17,9 @@ pub enum DataError {
         label: String,
         labels: Vec<String>,
     },
+    /// A training set without examples, or whose examples all share one label.
+    #[error("{what}: a classifier needs two or more classes; the labels are {labels:?}")]
+    TooFewClasses { what: String, labels: Vec<String> },
 }
 
 /// One labelled text.
@@ -127,6 +130,21 @@ fn read_jsonl(
     Ok(out)
 }
 
+/// The classes a training set defines: its distinct labels, sorted (the output order of a
+/// classifier trained on it). Fewer than two is an error naming `what`.
+pub fn class_labels(train: &[Example], what: &str) -> Result<Vec<String>, DataError> {
+    let mut labels: Vec<String> = train.iter().map(|e| e.label.clone()).collect();
+    labels.sort();
+    labels.dedup();
+    if labels.len() < 2 {
+        return Err(DataError::TooFewClasses {
+            what: what.into(),
+            labels,
+        });
+    }
+    Ok(labels)
+}
+
 /// Index of each example's label in `labels`; an unknown label is an error naming `what` (the
 /// set the examples come from).
 pub fn label_ids(
@@ -219,5 +237,23 @@ mod tests {
             err.to_string().starts_with("test set: label \"maybe\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn class_labels_are_sorted_distinct_and_at_least_two() {
+        let got = class_labels(
+            &[ex("a", "spam"), ex("b", "ham"), ex("c", "spam")],
+            "train.csv",
+        );
+        assert_eq!(got.unwrap(), ["ham", "spam"]);
+        for one in [vec![ex("a", "ham"), ex("b", "ham")], vec![]] {
+            let err = class_labels(&one, "train.csv").unwrap_err();
+            assert!(matches!(err, DataError::TooFewClasses { .. }), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with("train.csv: a classifier needs two or more classes"),
+                "{err}"
+            );
+        }
     }
 }
