@@ -16,6 +16,12 @@ pub fn decoder_path() -> anyhow::Result<PathBuf> {
     model_path::resolve(std::env::args_os().nth(1).map(PathBuf::from))
 }
 
+/// The text data directory (`$EDGEINFER_DATA/classify`, default `data/classify`), fetched by
+/// the project's script when absent, as the CLI does.
+pub fn text_data() -> anyhow::Result<PathBuf> {
+    model_path::text_data()
+}
+
 /// The first argument, else `default` (relative to the repository root).
 pub fn path_or(default: &str) -> PathBuf {
     std::env::args_os()

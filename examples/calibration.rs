@@ -1,0 +1,168 @@
+//! What calibration does to a decoder's zero- and few-shot label scores on one labelled data
+//! set, and how well the scores rank the texts before any threshold is set. For each prompt
+//! (zero-shot, and few-shot with two examples per class), the label scores of the first 200
+//! test texts are taken once; the decision is then made four ways: raw scores, scores relative
+//! to their mean over 16 unlabelled training texts (batch calibration, what `compare --suite`
+//! does), relative to content-free inputs (`""`, `"N/A"`), and relative to their mean over the
+//! 200 test texts themselves. For two classes it also prints the AUC of the score margin, which
+//! no shift of the scores changes. Prints a markdown table.
+//!
+//! ```sh
+//! cargo run --release --example calibration MODEL SET "INSTRUCTION" [LABEL=WORD ...]
+//! cargo run --release --example calibration gemma-3-270m sms \
+//!     "Is this text message spam, or a normal message?" ham=normal
+//! ```
+//!
+//! `SET` is a directory of `$EDGEINFER_DATA/classify` (default `data/classify`, fetched when
+//! absent); `LABEL=WORD` says a label with another word in the prompt.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use edgeinfer_lstm::{class_labels, label_ids, read_examples, Engine, Example};
+use edgeinfer_transformer::{Model, Session, ZeroShot};
+
+mod common;
+
+const TEST_TEXTS: usize = 200;
+const CALIBRATION_TEXTS: usize = 16;
+const SHOTS_PER_CLASS: usize = 2;
+
+/// Mean of score rows.
+fn mean(rows: &[Vec<f64>], width: usize) -> Vec<f64> {
+    let mut m = vec![0.0; width];
+    for r in rows {
+        for (a, b) in m.iter_mut().zip(r) {
+            *a += b / rows.len() as f64;
+        }
+    }
+    m
+}
+
+/// Area under the ROC curve of `margin` for class 1 against class 0 (ties count half).
+fn auc(margin: &[f64], truth: &[u32]) -> f64 {
+    let (mut num, mut pairs) = (0.0, 0.0);
+    for (a, _) in margin.iter().zip(truth).filter(|(_, &t)| t == 1) {
+        for (b, _) in margin.iter().zip(truth).filter(|(_, &t)| t == 0) {
+            pairs += 1.0;
+            num += if a > b {
+                1.0
+            } else if a == b {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    num / pairs
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 4 {
+        bail!("usage: calibration MODEL SET \"INSTRUCTION\" [LABEL=WORD ...]");
+    }
+    let (set, instruction) = (&args[2], &args[3]);
+    let model = Arc::new(Model::load(common::decoder_path()?)?);
+    let data = common::text_data()?.join(set);
+    let read = |split: &str| -> Result<Vec<Example>> {
+        let p = data.join(format!("{split}.csv"));
+        read_examples(&p, "text", Some("label")).with_context(|| p.display().to_string())
+    };
+    let train = read("train")?;
+    let mut test = read("test")?;
+    test.truncate(TEST_TEXTS);
+    let labels = class_labels(&train, "train.csv")?;
+    let truth = label_ids(&test, &labels, "test.csv")?;
+    let words: Vec<String> = labels
+        .iter()
+        .map(|l| {
+            args[4..]
+                .iter()
+                .find_map(|a| a.strip_prefix(&format!("{l}=")))
+                .unwrap_or(l)
+                .to_string()
+        })
+        .collect();
+    let engine = Engine::new()?;
+    println!(
+        "{} on {set} ({} test texts), labels {words:?}\n",
+        args[1],
+        test.len()
+    );
+    println!("| prompt | AUC | decision | accuracy | predicted per label |");
+    println!("|---|---:|---|---:|---|");
+    for few in [false, true] {
+        let mut zs = ZeroShot::new(model.clone(), &words, instruction)?;
+        zs.max_text_tokens = 256;
+        if few {
+            let mut shots = Vec::new();
+            for k in 0..SHOTS_PER_CLASS {
+                for (c, l) in labels.iter().enumerate() {
+                    if let Some(e) = train.iter().filter(|e| &e.label == l).nth(k) {
+                        shots.push((e.text.as_str(), c));
+                    }
+                }
+            }
+            zs = zs.with_examples(&shots, 48)?;
+        }
+        let mut session = Session::new(&engine, model.clone(), 4096);
+        let mut score = |texts: &mut dyn Iterator<Item = &str>| -> Result<Vec<Vec<f64>>> {
+            texts
+                .map(|t| Ok(zs.classify(&mut session, t)?.log_probs))
+                .collect()
+        };
+        let batch = score(
+            &mut train
+                .iter()
+                .take(CALIBRATION_TEXTS)
+                .map(|e| e.text.as_str()),
+        )?;
+        let free = score(&mut ZeroShot::CONTENT_FREE.into_iter())?;
+        let rows = score(&mut test.iter().map(|e| e.text.as_str()))?;
+        let n = labels.len();
+        let auc = if n == 2 {
+            let margin: Vec<f64> = rows.iter().map(|r| r[1] - r[0]).collect();
+            format!("{:.3}", auc(&margin, &truth))
+        } else {
+            "–".into()
+        };
+        let prompt = if few { "few-shot" } else { "zero-shot" };
+        for (decision, base) in [
+            ("raw scores", vec![0.0; n]),
+            ("batch-calibrated (16 training texts)", mean(&batch, n)),
+            ("content-free calibrated", mean(&free, n)),
+            ("centred on the test texts", mean(&rows, n)),
+        ] {
+            let mut counts = vec![0usize; n];
+            let mut right = 0;
+            for (r, &t) in rows.iter().zip(&truth) {
+                let p = (0..n)
+                    .max_by(|&a, &b| {
+                        (r[a] - base[a])
+                            .total_cmp(&(r[b] - base[b]))
+                            .then(b.cmp(&a))
+                    })
+                    .unwrap_or(0);
+                counts[p] += 1;
+                right += usize::from(p == t as usize);
+            }
+            let share: Vec<String> = words
+                .iter()
+                .zip(&counts)
+                .map(|(w, c)| format!("{w} {c}"))
+                .collect();
+            println!(
+                "| {prompt} | {auc} | {decision} | {:.1} % | {} |",
+                100.0 * right as f64 / rows.len() as f64,
+                share.join(", ")
+            );
+        }
+    }
+    let mut truth_counts = vec![0usize; labels.len()];
+    for &t in &truth {
+        truth_counts[t as usize] += 1;
+    }
+    println!("\nTruth: {truth_counts:?} for {labels:?}.");
+    Ok(())
+}
