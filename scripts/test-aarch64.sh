@@ -57,10 +57,22 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 /usr/bin/rustc --version
 qemu-aarch64 --version | head -1
 
+# Built without LTO and debug info (the code and its optimisation level are a release
+# build's), and only the test targets run below: the link steps are most of a cross-build.
+export CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_DEBUG=false
 scripts/fetch-models.sh >/dev/null
+# One package set for the build and every run, so that no run resolves other features and
+# rebuilds; the runs below choose their tests from it by target name.
+packages=(-p edgeinfer-kernels -p edgeinfer-lstm -p edgeinfer-transformer -p edgeinfer-e2e)
+# The kernel and LSTM tests (unit tests of every library in the set, the kernel contract, the
+# LSTM golden logits); every architecture's forward (llama, qwen2, gemma3 with its sliding
+# window) on the tiny golden models, against the independent NumPy forward, at this CPU's best
+# level; and the multi-session decode step against each session stepping alone, at every level.
+per_cpu=(--lib --test formats --test kquants --test matmul --test ops --test golden
+  --test tiny_golden --test decode_many)
 start=$SECONDS
-cargo test --release --target "$target" -p edgeinfer-kernels -p edgeinfer-lstm -p edgeinfer-transformer \
-  -p edgeinfer-e2e --lib --tests --no-run
+cargo test --release --target "$target" "${packages[@]}" "${per_cpu[@]}" \
+  --test smollm2_reference --no-run
 echo "aarch64 cross-build: $((SECONDS - start)) s"
 
 run() { # CPU, then cargo test arguments
@@ -68,19 +80,15 @@ run() { # CPU, then cargo test arguments
   local t0=$SECONDS
   echo "== qemu-aarch64 -cpu $cpu: $*"
   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -cpu $cpu" \
-    cargo test --release --target "$target" "$@"
+    cargo test --release --target "$target" "${packages[@]}" "$@"
   echo "== $cpu done in $((SECONDS - t0)) s"
 }
 
 for cpu in $cpus; do
-  run "$cpu" -p edgeinfer-kernels -p edgeinfer-lstm --lib --tests
-  # Every architecture's forward (llama, qwen2, gemma3 with its sliding window) on the tiny
-  # golden models, against the independent NumPy forward, at this CPU's best level; and the
-  # multi-session decode step against each session stepping alone, at every level.
-  run "$cpu" -p edgeinfer-transformer --test tiny_golden --test decode_many
+  run "$cpu" "${per_cpu[@]}"
 done
 # SmolLM2 end to end: tokenizer ids and the default path teacher-forced against the reference
 # outputs (one batched forward per prompt), decode through the KV cache against recompute.
-run "$e2e_cpu" -p edgeinfer-e2e --test smollm2_reference -- \
+run "$e2e_cpu" --test smollm2_reference -- \
   tokenizer_matches_reference_ids quantized_teacher_forced_within_reference_tolerances \
   kv_cache_decode_equals_full_recompute

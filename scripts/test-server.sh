@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p edgeinfer-cli
+# The binary as the workspace tests build it (the CLI's tests run it): under scripts/test.sh
+# this builds nothing, where `-p edgeinfer-cli` would resolve other features and rebuild.
+cargo test --workspace --release -q --test cli --no-run
 venv="$target/py-openai"
 if [ ! -x "$venv/bin/pytest" ]; then
     python3 -m venv "$venv"
