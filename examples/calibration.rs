@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use edgeinfer_lstm::{class_labels, label_ids, read_examples, Engine, Example};
+use edgeinfer_lstm::{class_labels, examples_per_class, label_ids, read_examples, Engine, Example};
 use edgeinfer_transformer::{Model, Session, ZeroShot};
 
 mod common;
@@ -96,14 +96,7 @@ fn main() -> Result<()> {
         let mut zs = ZeroShot::new(model.clone(), &words, instruction)?;
         zs.max_text_tokens = 256;
         if few {
-            let mut shots = Vec::new();
-            for k in 0..SHOTS_PER_CLASS {
-                for (c, l) in labels.iter().enumerate() {
-                    if let Some(e) = train.iter().filter(|e| &e.label == l).nth(k) {
-                        shots.push((e.text.as_str(), c));
-                    }
-                }
-            }
+            let shots = examples_per_class(&train, &labels, SHOTS_PER_CLASS);
             zs = zs.with_examples(&shots, 48)?;
         }
         let mut session = Session::new(&engine, model.clone(), 4096);

@@ -22,8 +22,8 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use edgeinfer_gguf::GgufFile;
 use edgeinfer_lstm::{
-    class_labels, label_ids, read_examples, Example, LstmClassifier, LstmWeights, NaiveBayes,
-    StepTrace,
+    class_labels, examples_per_class, label_ids, read_examples, Example, LstmClassifier,
+    LstmWeights, NaiveBayes, StepTrace,
 };
 use edgeinfer_tensor::DType;
 use edgeinfer_transformer::{Engine, Model, Probe, Session, ZeroShot};
@@ -221,30 +221,6 @@ fn spec_usize(spec: &Value, key: &str) -> Result<usize> {
         .ok_or_else(|| anyhow!("suite worker spec: no {key}"))
 }
 
-/// The few-shot examples: `per_class` of each label, taken in training order and interleaved
-/// (a, b, a, b, …) so that no label comes last every time.
-fn shots(train: &[Example], labels: &[String], per_class: usize) -> Vec<(String, usize)> {
-    let mut by: Vec<Vec<&Example>> = labels
-        .iter()
-        .map(|l| {
-            train
-                .iter()
-                .filter(|e| &e.label == l)
-                .take(per_class)
-                .collect()
-        })
-        .collect();
-    let mut out = Vec::new();
-    for k in 0..per_class {
-        for (c, v) in by.iter_mut().enumerate() {
-            if let Some(e) = v.get(k) {
-                out.push((e.text.clone(), c));
-            }
-        }
-    }
-    out
-}
-
 /// One job in a child process: its raw results as JSON.
 pub fn worker(spec: &Value) -> Result<Value> {
     let threads = spec["threads"].as_u64().map(|t| t as usize);
@@ -383,9 +359,11 @@ pub fn worker(spec: &Value) -> Result<Value> {
                 let mut zs = ZeroShot::new(model.clone(), &words, defs.instruction)?;
                 zs.max_text_tokens = max_tokens;
                 if kind == "few" {
-                    let ex = shots(&task.train, &labels, spec_usize(spec, "shots_per_class")?);
-                    let refs: Vec<(&str, usize)> =
-                        ex.iter().map(|(t, c)| (t.as_str(), *c)).collect();
+                    let refs = examples_per_class(
+                        &task.train,
+                        &labels,
+                        spec_usize(spec, "shots_per_class")?,
+                    );
                     zs = zs.with_examples(&refs, spec_usize(spec, "shot_tokens")?)?;
                     extra["shots"] = json!(refs.len());
                 }

@@ -96,6 +96,18 @@ fn bad_training_sets_are_errors() {
     assert!(err.to_string().contains("\"maybe\""), "{err}");
     let err = train(&engine(), &[], &task(10, 7), &opts(), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
+    for fraction in [-0.1, 1.5, f64::NAN] {
+        let o = TrainOptions {
+            crop_min: 8,
+            crop_fraction: fraction,
+            ..opts()
+        };
+        let err = train(&engine(), &task(10, 8), &task(10, 9), &o, &mut |_| {}).unwrap_err();
+        assert!(
+            err.to_string().contains("crop fraction"),
+            "{fraction}: {err}"
+        );
+    }
 }
 
 /// A frozen table of random token vectors with a tokenizer made elsewhere: the projection is

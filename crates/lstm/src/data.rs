@@ -168,6 +168,36 @@ pub fn label_ids(
         .collect()
 }
 
+/// Few-shot examples: the first `per_class` examples of each label in `labels`, in the order
+/// the data has them, interleaved by rank (each label's first, then each label's second, ...)
+/// so that no label's examples all come last. Each is its text and its index in `labels`; a
+/// label with fewer examples gives what it has.
+pub fn examples_per_class<'a>(
+    examples: &'a [Example],
+    labels: &[String],
+    per_class: usize,
+) -> Vec<(&'a str, usize)> {
+    let by_label: Vec<Vec<&str>> = labels
+        .iter()
+        .map(|l| {
+            examples
+                .iter()
+                .filter(|e| &e.label == l)
+                .take(per_class)
+                .map(|e| e.text.as_str())
+                .collect()
+        })
+        .collect();
+    (0..per_class)
+        .flat_map(|rank| {
+            by_label
+                .iter()
+                .enumerate()
+                .filter_map(move |(c, texts)| texts.get(rank).map(|t| (*t, c)))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +285,30 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn examples_per_class_interleave_by_rank() {
+        let ex = |text: &str, label: &str| Example {
+            text: text.into(),
+            label: label.into(),
+        };
+        let data = [
+            ex("a1", "a"),
+            ex("a2", "a"),
+            ex("a3", "a"),
+            ex("b1", "b"),
+            ex("c1", "c"),
+            ex("b2", "b"),
+        ];
+        let labels = ["a".to_string(), "b".into(), "c".into()];
+        assert_eq!(
+            examples_per_class(&data, &labels, 2),
+            [("a1", 0), ("b1", 1), ("c1", 2), ("a2", 0), ("b2", 1)]
+        );
+        assert!(examples_per_class(&data, &labels, 0).is_empty());
+        // a label absent from the data contributes nothing
+        let labels = ["z".to_string(), "b".into()];
+        assert_eq!(examples_per_class(&data, &labels, 1), [("b1", 1)]);
     }
 }

@@ -69,7 +69,7 @@ mod weights;
 
 pub use bow::NaiveBayes;
 pub use config::{Keep, LstmConfig, ARCH};
-pub use data::{class_labels, label_ids, read_examples, DataError, Example};
+pub use data::{class_labels, examples_per_class, label_ids, read_examples, DataError, Example};
 pub use edgeinfer_kernels::ops::argmax;
 pub use edgeinfer_kernels::{Engine, EngineBuilder, EngineError, Level, WeightError};
 pub use model::{truncate, Classification, LstmClassifier, StepTrace, MAX_TOKENS};
