@@ -43,6 +43,12 @@ pub struct ClassifyArgs {
     /// Task description in the zero-shot prompt.
     #[arg(long, default_value = DEFAULT_INSTRUCTION)]
     pub instruction: String,
+    /// Zero-shot on a skewed task: how often each label is expected, in --labels order,
+    /// comma-separated (any positive numbers; scaled to sum to 1). The label scores are then
+    /// calibrated so that each label is chosen for that share of the file's first 64 texts
+    /// (needs --file). Default: centred scores, as if the labels were equally likely.
+    #[arg(long, value_delimiter = ',')]
+    pub prior: Vec<f64>,
     /// Predictions as JSON lines.
     #[arg(long)]
     pub json: bool,
@@ -53,7 +59,8 @@ pub struct ClassifyArgs {
 /// One model behind one interface.
 pub enum Classifier {
     Lstm(Arc<LstmClassifier>),
-    Decoder(Arc<Model>, Vec<String>, String),
+    /// The model, its labels, the instruction, the labels' expected shares (if known).
+    Decoder(Arc<Model>, Vec<String>, String, Option<Vec<f64>>),
     Probe(Probe, Arc<Model>),
 }
 
@@ -101,6 +108,7 @@ impl Classifier {
             Arc::new(model),
             labels.to_vec(),
             instruction.to_string(),
+            None,
         ))
     }
 
@@ -138,14 +146,14 @@ impl Classifier {
     pub fn labels(&self) -> &[String] {
         match self {
             Classifier::Lstm(m) => &m.labels,
-            Classifier::Decoder(_, l, _) => l,
+            Classifier::Decoder(_, l, _, _) => l,
             Classifier::Probe(p, _) => &p.labels,
         }
     }
 
     /// Classify `texts` on `engine` (LSTM: batched; decoder: one prompt after another, its
     /// label scores calibrated on `calibration`, unlabelled texts, or on content-free inputs
-    /// if empty).
+    /// if empty; with a prior, matched to it on `calibration`).
     pub fn predict(
         &self,
         engine: &Engine,
@@ -161,18 +169,19 @@ impl Classifier {
                     probs: c.probs.iter().map(|&p| f64::from(p)).collect(),
                 })
                 .collect()),
-            Classifier::Decoder(model, labels, instruction) => {
+            Classifier::Decoder(model, labels, instruction, prior) => {
                 let mut zs = ZeroShot::new(model.clone(), labels, instruction)?;
                 let mut session = Session::new(engine, model.clone(), 2048);
-                let free = ZeroShot::CONTENT_FREE;
-                zs.calibrate(
-                    &mut session,
-                    if calibration.is_empty() {
-                        &free
-                    } else {
-                        calibration
-                    },
-                )?;
+                match prior {
+                    Some(_) if calibration.is_empty() => bail!(
+                        "--prior sets the threshold on the texts to classify: give them with --file"
+                    ),
+                    Some(p) => zs.calibrate_to_prior(&mut session, calibration, p)?,
+                    None if calibration.is_empty() => {
+                        zs.calibrate(&mut session, &ZeroShot::CONTENT_FREE)?
+                    }
+                    None => zs.calibrate(&mut session, calibration)?,
+                }
                 texts
                     .iter()
                     .map(|t| {
@@ -207,11 +216,20 @@ pub fn run(out: &mut impl Write, a: &ClassifyArgs) -> Result<()> {
     let is_probe = GgufFile::open(&path)
         .map(|f| f.metadata().get_str("general.architecture").ok() == Some(PROBE_ARCHITECTURE))
         .unwrap_or(false);
-    let clf = if is_probe {
+    let mut clf = if is_probe {
         Classifier::open_probe(&path, a.decoder.as_deref())?
     } else {
         Classifier::open(&path, &a.labels, &a.instruction)?
     };
+    if !a.prior.is_empty() {
+        match &mut clf {
+            Classifier::Decoder(_, _, _, prior) => *prior = Some(a.prior.clone()),
+            _ => bail!(
+                "--prior applies to a decoder used zero-shot; {} is a trained classifier",
+                path.display()
+            ),
+        }
+    }
     let examples: Vec<Example> = match (&a.text, &a.file) {
         (Some(t), None) => vec![Example {
             text: t.clone(),

@@ -194,6 +194,34 @@ fn classify_with_the_lstm_fixture_and_zero_shot() {
     let p = &v["probs"];
     let sum = p["positive"].as_f64().unwrap() + p["negative"].as_f64().unwrap();
     assert!((sum - 1.0).abs() < 1e-9, "{v}");
+
+    // With a prior the label scores are calibrated so that each label takes its share of the
+    // file's texts: 3:1 over 20 texts is 15 and 5.
+    let dir = std::env::temp_dir().join(format!("edgeinfer-prior-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("twenty.csv");
+    let rows: String = (0..20)
+        .map(|i| format!("\"Message number {i}: call {} now\"\n", 1000 + i * 37))
+        .collect();
+    std::fs::write(&file, format!("text\n{rows}")).unwrap();
+    let out = edgeinfer(&[
+        "classify",
+        "--labels",
+        "normal,spam",
+        "--prior",
+        "3,1",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let spam = text.lines().filter(|l| l.starts_with("spam\t")).count();
+    assert_eq!((text.lines().count(), spam), (20, 5), "{text}");
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -258,6 +286,7 @@ fn classifier_input_errors_are_clear() {
     let bad_json = dir.join("bad.jsonl");
     std::fs::write(&bad_json, "{\"text\": \"a\", \"label\": \"x\"}\n{oops\n").unwrap();
     let m = "fixtures/lstm/sms.q8_0.gguf";
+    let ok_path = ok.to_str().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["classify", "-m", m, "--file", bad_utf8.to_str().unwrap()],
@@ -277,6 +306,26 @@ fn classifier_input_errors_are_clear() {
             "differ from the classifier's labels",
         ),
         (vec!["classify", "-m", "Cargo.toml", "x"], "Cargo.toml"),
+        (
+            vec!["classify", "-m", m, "--prior", "1,3", "x"],
+            "--prior applies to a decoder used zero-shot",
+        ),
+        (
+            vec!["classify", "--labels", "a,b", "--prior", "1,3", "x"],
+            "give them with --file",
+        ),
+        (
+            vec![
+                "classify", "--labels", "a,b", "--prior", "1", "--file", ok_path,
+            ],
+            "a prior of 1 shares for 2 labels",
+        ),
+        (
+            vec![
+                "classify", "--labels", "a,b", "--prior", "1,-2", "--file", ok_path,
+            ],
+            "the prior share of label \"b\" is -2",
+        ),
         (
             vec![
                 "train-lstm",

@@ -63,7 +63,7 @@ pub use probe::{Probe, ProbeResult, PROBE_ARCHITECTURE};
 pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use session::{KvType, Logits, Precision, Session, StepProfile, MAX_BATCH};
 pub use tokenizer::{token_type, Tokenizer};
-pub use zero_shot::{ZeroShot, ZeroShotResult};
+pub use zero_shot::{prior_offsets, ZeroShot, ZeroShotResult};
 
 /// The README's "As a library" example, compiled as a doctest so that it stays true.
 #[cfg(doctest)]

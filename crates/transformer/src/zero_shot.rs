@@ -7,6 +7,12 @@
 //! ones (`""`, `"N/A"`: "contextual calibration", Zhao et al., 2021) or a sample of texts from the
 //! task ("batch calibration", Zhou et al., 2023). No labels are used.
 //!
+//! Centring each label's score decides as if the labels were equally likely, which they are not
+//! on skewed tasks (spam is one message in ten): it calls the rare label far too often.
+//! [`ZeroShot::calibrate_to_prior`] instead sets each label's offset so that, on a sample of
+//! unlabelled texts, each label is chosen for its known share of them (the training labels'
+//! shares, or a base rate the user knows).
+//!
 //! With [`ZeroShot::with_examples`] it is a few-shot classifier: k labelled examples go into the
 //! prompt before the text. Every prompt then starts with the same tokens (template, instruction,
 //! examples); a session keeps them cached between texts and runs only the text and what follows
@@ -30,7 +36,7 @@ pub struct ZeroShot {
     /// Labelled examples shown before the text (few-shot), already cut and rendered.
     shots: String,
     n_shots: usize,
-    /// Per-label log-probabilities for content-free input, subtracted from every score.
+    /// Per-label offsets subtracted from every score (a calibration's).
     baseline: Option<Vec<f64>>,
 }
 
@@ -155,6 +161,33 @@ impl ZeroShot {
         Ok(())
     }
 
+    /// Calibrate for labels of known shares: score `texts` (unlabelled, a sample of what will
+    /// be classified) and set each label's offset so that each label is the best one for its
+    /// share of them (`prior`: one positive number per label, in label order, scaled to sum
+    /// to 1). With two labels this is the score-margin threshold that calls that share of the
+    /// sample the second label; with more, label by label, in rounds, each offset set exactly
+    /// with the others held. The sample sets the threshold: the more texts, the steadier it is.
+    pub fn calibrate_to_prior(
+        &mut self,
+        session: &mut Session,
+        texts: &[&str],
+        prior: &[f64],
+    ) -> Result<(), TransformerError> {
+        if texts.is_empty() {
+            return Err(TransformerError::BadConfig {
+                what: "matching a prior needs a sample of texts, and none was given".into(),
+            });
+        }
+        check_prior(prior, &self.labels)?;
+        self.baseline = None;
+        let rows = texts
+            .iter()
+            .map(|t| Ok(self.classify(session, t)?.log_probs))
+            .collect::<Result<Vec<_>, TransformerError>>()?;
+        self.baseline = Some(prior_offsets(&rows, prior)?);
+        Ok(())
+    }
+
     /// The calibration baseline, if measured.
     pub fn baseline(&self) -> Option<&[f64]> {
         self.baseline.as_deref()
@@ -237,5 +270,152 @@ impl ZeroShot {
             prompt_tokens: n,
             reused_tokens: kept,
         })
+    }
+}
+
+/// Refuse a prior that is not one positive, finite share per label.
+fn check_prior(prior: &[f64], labels: &[String]) -> Result<(), TransformerError> {
+    if prior.len() != labels.len() {
+        return Err(TransformerError::BadConfig {
+            what: format!(
+                "a prior of {} shares for {} labels {labels:?}",
+                prior.len(),
+                labels.len()
+            ),
+        });
+    }
+    if let Some((i, x)) = prior
+        .iter()
+        .enumerate()
+        .find(|(_, x)| !(x.is_finite() && **x > 0.0))
+    {
+        return Err(TransformerError::BadConfig {
+            what: format!(
+                "the prior share of label {:?} is {x}; shares must be positive and finite",
+                labels[i]
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The offsets [`ZeroShot::calibrate_to_prior`] sets, from label score rows already measured
+/// (each row one text's [`ZeroShotResult::log_probs`]): subtracted from a row's scores, the
+/// best label is each label for about its `prior` share of `rows`. Label 0's offset is 0.
+/// Refuses a prior that is not one positive share per label, and rows of another width.
+pub fn prior_offsets(rows: &[Vec<f64>], prior: &[f64]) -> Result<Vec<f64>, TransformerError> {
+    let names: Vec<String> = (0..prior.len()).map(|i| format!("#{i}")).collect();
+    check_prior(prior, &names)?;
+    if let Some((i, r)) = rows
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.len() != prior.len())
+    {
+        return Err(TransformerError::BadConfig {
+            what: format!(
+                "score row {i} has {} labels, the prior {}",
+                r.len(),
+                prior.len()
+            ),
+        });
+    }
+    if rows.is_empty() {
+        return Ok(vec![0.0; prior.len()]);
+    }
+    Ok(offsets(rows, prior))
+}
+
+/// Offsets `b` (label 0's held at 0) under which `argmax(row - b)` picks each label for about
+/// its share of `rows` (not empty, each as wide as `prior`). Label c wins a row exactly when its margin over the best other label,
+/// `row[c] - max(row[j] - b[j])`, is above `b[c]`; so with the others held, the `b[c]` that
+/// gives label c its count is found by sorting those margins. A few rounds over the labels
+/// settle the interaction (with two labels one step is exact).
+fn offsets(rows: &[Vec<f64>], prior: &[f64]) -> Vec<f64> {
+    let n = prior.len();
+    let total: f64 = prior.iter().sum();
+    let mut b = vec![0.0; n];
+    let rounds = if n == 2 { 1 } else { 20 };
+    for _ in 0..rounds {
+        for c in 1..n {
+            let mut margins: Vec<f64> = rows
+                .iter()
+                .map(|r| {
+                    let others = (0..n)
+                        .filter(|&j| j != c)
+                        .map(|j| r[j] - b[j])
+                        .fold(f64::NEG_INFINITY, f64::max);
+                    r[c] - others
+                })
+                .collect();
+            margins.sort_by(|x, y| y.total_cmp(x));
+            let k = ((prior[c] / total * rows.len() as f64).round() as usize).min(rows.len());
+            b[c] = match k {
+                0 => margins[0] + 1.0,
+                k if k == margins.len() => margins[k - 1] - 1.0,
+                k => (margins[k - 1] + margins[k]) / 2.0,
+            };
+        }
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prior_offsets;
+
+    fn shares(rows: &[Vec<f64>], b: &[f64]) -> Vec<usize> {
+        let mut count = vec![0; b.len()];
+        for r in rows {
+            let best = (0..b.len())
+                .max_by(|&x, &y| (r[x] - b[x]).total_cmp(&(r[y] - b[y])).then(y.cmp(&x)))
+                .unwrap();
+            count[best] += 1;
+        }
+        count
+    }
+
+    #[test]
+    fn prior_offsets_give_each_label_its_share() {
+        // Scores that favour label 1 for most rows: matching 90/10 pushes label 1 down.
+        let rows: Vec<Vec<f64>> = (0..100)
+            .map(|i| vec![-(i as f64) / 10.0, -1.0 - (i as f64 % 7.0) / 7.0])
+            .collect();
+        let b = prior_offsets(&rows, &[9.0, 1.0]).unwrap();
+        assert_eq!(b[0], 0.0);
+        assert_eq!(shares(&rows, &b), [90, 10]);
+        // The texts label 1 keeps are those with the largest margins for it.
+        let mut m: Vec<f64> = rows.iter().map(|r| r[1] - r[0]).collect();
+        m.sort_by(|x, y| y.total_cmp(x));
+        assert!(m[9] > b[1] && m[10] < b[1]);
+        // Three labels, scores in general position: every share within a row of its target.
+        let rows: Vec<Vec<f64>> = (0..300u64)
+            .map(|i| {
+                let h = |k: u64| {
+                    let x = (i + 1)
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(k.wrapping_mul(1442695040888963407));
+                    ((x >> 33) % 1000) as f64 / 1000.0
+                };
+                vec![h(1), h(2) * 2.0, h(3) * 3.0]
+            })
+            .collect();
+        let got = shares(&rows, &prior_offsets(&rows, &[0.5, 0.3, 0.2]).unwrap());
+        for (g, want) in got.iter().zip([150, 90, 60]) {
+            assert!(g.abs_diff(want) <= 3, "{got:?}");
+        }
+        // Extreme shares: nothing, or everything, for label 1.
+        let rows = vec![vec![0.0, 1.0], vec![0.0, 2.0]];
+        assert_eq!(
+            shares(&rows, &prior_offsets(&rows, &[1.0, 1e-9]).unwrap()),
+            [2, 0]
+        );
+        assert_eq!(
+            shares(&rows, &prior_offsets(&rows, &[1e-9, 1.0]).unwrap()),
+            [0, 2]
+        );
+        // No rows: nothing to match; a row of another width or a bad share: refused.
+        assert_eq!(prior_offsets(&[], &[1.0, 2.0]).unwrap(), [0.0, 0.0]);
+        assert!(prior_offsets(&[vec![0.0]], &[1.0, 2.0]).is_err());
+        assert!(prior_offsets(&rows, &[1.0, 0.0]).is_err());
     }
 }

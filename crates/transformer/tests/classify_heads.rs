@@ -80,6 +80,41 @@ fn few_shot_reuses_the_cached_prefix_and_scores_as_a_fresh_session() {
     }
 }
 
+/// Calibrated to a prior on a sample, the classifier picks each label for its share of that
+/// sample; a prior that does not fit the labels, or no sample, is refused.
+#[test]
+fn calibrated_to_a_prior_each_label_takes_its_share_of_the_sample() {
+    let engine = engine();
+    let sample: Vec<String> = (0..20).map(|i| format!("text {i} {}", i * i)).collect();
+    let sample: Vec<&str> = sample.iter().map(String::as_str).collect();
+    for name in MODELS {
+        let model = Arc::new(Model::load(fixture(name)).expect("tiny model"));
+        let mut s = Session::new(&engine, model.clone(), 128);
+        let mut zs = ZeroShot::new(model.clone(), &labels(), "T").unwrap();
+        for (prior, want) in [([3.0, 1.0], [15, 5]), ([1.0, 4.0], [4, 16])] {
+            zs.calibrate_to_prior(&mut s, &sample, &prior).unwrap();
+            let mut got = [0; 2];
+            for t in &sample {
+                got[zs.classify(&mut s, t).unwrap().label] += 1;
+            }
+            assert_eq!(got, want, "{name}: prior {prior:?}");
+            assert_eq!(zs.baseline().unwrap()[0], 0.0);
+        }
+        for (bad, says) in [
+            (vec![1.0], "a prior of 1 shares for 2 labels"),
+            (vec![1.0, 0.0], "label \"b\" is 0"),
+            (vec![-1.0, 1.0], "label \"a\" is -1"),
+            (vec![f64::NAN, 1.0], "is NaN"),
+            (vec![1.0, f64::INFINITY], "is inf"),
+        ] {
+            let e = zs.calibrate_to_prior(&mut s, &sample, &bad).unwrap_err();
+            assert!(e.to_string().contains(says), "{name}: {bad:?}: {e}");
+        }
+        let e = zs.calibrate_to_prior(&mut s, &[], &[1.0, 1.0]).unwrap_err();
+        assert!(e.to_string().contains("needs a sample"), "{name}: {e}");
+    }
+}
+
 #[test]
 fn probe_round_trips_and_its_int8_head_follows_its_weights() {
     let engine = engine();
