@@ -68,9 +68,10 @@ packages=(-p edgeinfer-kernels -p edgeinfer-lstm -p edgeinfer-transformer -p edg
 # LSTM golden logits); every architecture's forward (llama, qwen2, gemma3 with its sliding
 # window) on the tiny golden models, against the independent NumPy forward, at this CPU's best
 # level; and the multi-session decode step against each session stepping alone, at every level.
-# (A new test file in crates/kernels/tests or crates/lstm/tests goes here and in scripts/test.sh.)
-per_cpu=(--lib --test formats --test kquants --test matmul --test ops --test golden
-  --test tiny_golden --test decode_many)
+per_cpu=(--lib --test tiny_golden --test decode_many)
+for f in crates/kernels/tests/*.rs crates/lstm/tests/*.rs; do
+  per_cpu+=(--test "$(basename "$f" .rs)")
+done
 start=$SECONDS
 cargo test --release --target "$target" "${packages[@]}" "${per_cpu[@]}" \
   --test smollm2_reference --no-run

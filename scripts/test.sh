@@ -41,9 +41,12 @@ scripts/test-capi.sh # the C API: the C examples built against libedgeinfer.a an
 phase "C API"
 scripts/test-python.sh # the Python bindings: abi3 wheel built with maturin, pytest in a fresh venv
 phase "Python module"
-# Every test file of crates/kernels/tests and crates/lstm/tests: add a new one here (and in
-# scripts/test-aarch64.sh).
-kernel_tests=(--test formats --test kquants --test matmul --test ops --test golden)
+# Every integration test of the kernels and the LSTM (a file in their tests/ is a test target
+# of that name).
+kernel_tests=()
+for f in crates/kernels/tests/*.rs crates/lstm/tests/*.rs; do
+    kernel_tests+=(--test "$(basename "$f" .rs)")
+done
 EDGEINFER_KERNELS=avx2 cargo test --workspace --release "${kernel_tests[@]}" "$@"
 phase "kernel and LSTM tests capped at AVX2"
 # The scalar pass: the kernels (every level against the contract), the LSTM, every
